@@ -7,10 +7,14 @@ pub mod arch;
 pub mod btf;
 pub mod digest;
 pub mod elf;
+pub mod image;
+pub mod labels;
+pub mod layer;
 pub mod maps;
 pub mod media;
 pub mod oci;
 pub mod program;
+pub mod validate;
 
 pub use arch::{Arch, Endianness};
 pub use digest::Digest;

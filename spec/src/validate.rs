@@ -1,0 +1,337 @@
+//! Validation of a whole bytecode image: manifest, config and layer bytes
+//! in, a typed verdict out. Each rule of `spec/README.md` has its own error
+//! variant. Pure: the caller fetches the bytes.
+
+use std::collections::BTreeSet;
+
+use crate::arch::{Arch, Endianness, UnknownArch};
+use crate::digest::Digest;
+use crate::elf::{ElfError, ObjectInfo, inspect};
+use crate::labels::{ImageMetadata, LabelError, LabelFormat};
+use crate::layer::{LayerError, read_layer};
+use crate::media;
+use crate::oci::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform};
+use crate::program::ProgramType;
+
+/// The largest manifest, index or config we parse (the distribution spec's
+/// recommended manifest limit).
+pub const MAX_DOCUMENT_SIZE: usize = 4 << 20;
+
+/// An image that passed every rule, with everything a consumer needs.
+#[derive(Debug, Clone)]
+pub struct ValidImage {
+    pub manifest: ImageManifest,
+    pub config: ImageConfig,
+    pub arch: Arch,
+    pub metadata: ImageMetadata,
+    pub label_format: LabelFormat,
+    pub file_name: String,
+    pub object: Vec<u8>,
+    pub object_info: ObjectInfo,
+}
+
+/// Why an image is not a valid bytecode image.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error("{what} is {size} bytes, over the {MAX_DOCUMENT_SIZE}-byte limit")]
+    TooLarge { what: &'static str, size: usize },
+    #[error("{what} is not valid JSON for its type")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what} has schemaVersion {found}; expected 2")]
+    SchemaVersion { what: &'static str, found: u32 },
+    #[error("{what} has media type '{found}', which is not {expected}")]
+    MediaType {
+        what: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+    #[error(
+        "{what} does not match its descriptor: expected {expected_digest} ({expected_size} bytes), found {found_digest} ({found_size} bytes)"
+    )]
+    DescriptorMismatch {
+        what: &'static str,
+        expected_digest: Digest,
+        expected_size: u64,
+        found_digest: Digest,
+        found_size: u64,
+    },
+    #[error("the manifest has {found} layers; a bytecode image has exactly one")]
+    LayerCount { found: usize },
+    #[error("the image is for OS '{found}'; eBPF images are for linux")]
+    NotLinux { found: String },
+    #[error("the image config's architecture")]
+    Arch(#[source] UnknownArch),
+    #[error("the index entry says {expected}, but the image config says {found}")]
+    PlatformMismatch { expected: String, found: String },
+    #[error("the config's rootfs must be of type 'layers' with one diff_id")]
+    RootFs,
+    #[error(
+        "the config's diff_id {expected} is not the digest of the uncompressed layer ({found})"
+    )]
+    DiffId { expected: Digest, found: Digest },
+    #[error("the layer")]
+    Layer(#[source] LayerError),
+    #[error("the image labels")]
+    Labels(#[source] LabelError),
+    #[error("the object '{file}' in the layer")]
+    Object {
+        file: String,
+        #[source]
+        source: ElfError,
+    },
+    #[error(
+        "the object '{file}' is {found}, but {arch} runs {expected} eBPF; build it with clang -target {target}"
+    )]
+    Endianness {
+        file: String,
+        arch: Arch,
+        expected: Endianness,
+        found: Endianness,
+        target: &'static str,
+    },
+    #[error("the labels list program '{program}', which the object does not define")]
+    ProgramMissing { program: String },
+    #[error("the labels say program '{program}' is {labelled}, but its section makes it {actual}")]
+    ProgramType {
+        program: String,
+        labelled: ProgramType,
+        actual: ProgramType,
+    },
+    #[error("the index has no manifests")]
+    EmptyIndex,
+    #[error("index entry {digest} has no platform")]
+    MissingPlatform { digest: Digest },
+    #[error("the index has two manifests for {platform}")]
+    DuplicatePlatform { platform: String },
+}
+
+/// Checks that `bytes` are what `desc` describes.
+pub fn check_descriptor(
+    what: &'static str,
+    desc: &Descriptor,
+    bytes: &[u8],
+) -> Result<(), ValidationError> {
+    let found = Digest::of(bytes);
+    if found != desc.digest || bytes.len() as u64 != desc.size {
+        return Err(ValidationError::DescriptorMismatch {
+            what,
+            expected_digest: desc.digest.clone(),
+            expected_size: desc.size,
+            found_digest: found,
+            found_size: bytes.len() as u64,
+        });
+    }
+    Ok(())
+}
+
+fn parse_doc<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, ValidationError> {
+    if bytes.len() > MAX_DOCUMENT_SIZE {
+        return Err(ValidationError::TooLarge {
+            what,
+            size: bytes.len(),
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|source| ValidationError::Json { what, source })
+}
+
+/// Parses and checks a manifest on its own (media types, schema, one layer).
+pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, ValidationError> {
+    let manifest: ImageManifest = parse_doc("the manifest", bytes)?;
+    if manifest.schema_version != 2 {
+        return Err(ValidationError::SchemaVersion {
+            what: "the manifest",
+            found: manifest.schema_version,
+        });
+    }
+    if let Some(mt) = &manifest.media_type
+        && !media::is_manifest(mt)
+    {
+        return Err(ValidationError::MediaType {
+            what: "the manifest",
+            found: mt.clone(),
+            expected: "an OCI or Docker v2 image manifest",
+        });
+    }
+    if !media::is_config(&manifest.config.media_type) {
+        return Err(ValidationError::MediaType {
+            what: "the config",
+            found: manifest.config.media_type.clone(),
+            expected: "an OCI or Docker image config",
+        });
+    }
+    if manifest.layers.len() != 1 {
+        return Err(ValidationError::LayerCount {
+            found: manifest.layers.len(),
+        });
+    }
+    if !media::is_layer(&manifest.layers[0].media_type) {
+        return Err(ValidationError::MediaType {
+            what: "the layer",
+            found: manifest.layers[0].media_type.clone(),
+            expected: "a tar+gzip layer",
+        });
+    }
+    Ok(manifest)
+}
+
+/// Parses and checks an index: media type, and one linux manifest per platform.
+pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex, ValidationError> {
+    let index: ImageIndex = parse_doc("the index", bytes)?;
+    if index.schema_version != 2 {
+        return Err(ValidationError::SchemaVersion {
+            what: "the index",
+            found: index.schema_version,
+        });
+    }
+    if let Some(mt) = &index.media_type
+        && !media::is_index(mt)
+    {
+        return Err(ValidationError::MediaType {
+            what: "the index",
+            found: mt.clone(),
+            expected: "an OCI image index or Docker manifest list",
+        });
+    }
+    if index.manifests.is_empty() {
+        return Err(ValidationError::EmptyIndex);
+    }
+    let mut seen = BTreeSet::new();
+    for m in &index.manifests {
+        if !media::is_manifest(&m.media_type) {
+            return Err(ValidationError::MediaType {
+                what: "an index entry",
+                found: m.media_type.clone(),
+                expected: "an image manifest",
+            });
+        }
+        let p = m
+            .platform
+            .as_ref()
+            .ok_or_else(|| ValidationError::MissingPlatform {
+                digest: m.digest.clone(),
+            })?;
+        let arch = platform_arch(p)?;
+        if !seen.insert(arch) {
+            return Err(ValidationError::DuplicatePlatform {
+                platform: platform_string(p),
+            });
+        }
+    }
+    Ok(index)
+}
+
+fn platform_arch(p: &Platform) -> Result<Arch, ValidationError> {
+    if p.os != "linux" {
+        return Err(ValidationError::NotLinux {
+            found: p.os.clone(),
+        });
+    }
+    p.architecture.parse().map_err(ValidationError::Arch)
+}
+
+/// `os/arch[/variant]`.
+pub fn platform_string(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// Validates one image. `platform` is what an index said about it, if it
+/// came from one. The caller has checked the manifest bytes against whatever
+/// pointed at them; this checks everything the manifest points at.
+pub fn validate_image(
+    manifest_bytes: &[u8],
+    config_bytes: &[u8],
+    layer_bytes: &[u8],
+    platform: Option<&Platform>,
+) -> Result<ValidImage, ValidationError> {
+    let manifest = parse_manifest(manifest_bytes)?;
+    check_descriptor("the config", &manifest.config, config_bytes)?;
+    check_descriptor("the layer", &manifest.layers[0], layer_bytes)?;
+    let config: ImageConfig = parse_doc("the config", config_bytes)?;
+    let config_platform = Platform {
+        architecture: config.architecture.clone(),
+        os: config.os.clone(),
+        variant: config.variant.clone(),
+    };
+    let arch = platform_arch(&config_platform)?;
+    if let Some(p) = platform
+        && (p.os != config.os || p.architecture.parse::<Arch>().ok() != Some(arch))
+    {
+        return Err(ValidationError::PlatformMismatch {
+            expected: platform_string(p),
+            found: platform_string(&config_platform),
+        });
+    }
+    if config.rootfs.kind != "layers" || config.rootfs.diff_ids.len() != 1 {
+        return Err(ValidationError::RootFs);
+    }
+    let layer = read_layer(layer_bytes).map_err(ValidationError::Layer)?;
+    if layer.diff_id != config.rootfs.diff_ids[0] {
+        return Err(ValidationError::DiffId {
+            expected: config.rootfs.diff_ids[0].clone(),
+            found: layer.diff_id,
+        });
+    }
+    let (metadata, label_format) =
+        ImageMetadata::from_labels(&config.config.labels).map_err(ValidationError::Labels)?;
+    let object_info = inspect(&layer.object).map_err(|source| ValidationError::Object {
+        file: layer.file_name.clone(),
+        source,
+    })?;
+    if object_info.endianness != arch.endianness() {
+        return Err(ValidationError::Endianness {
+            file: layer.file_name,
+            arch,
+            expected: arch.endianness(),
+            found: object_info.endianness,
+            target: arch.endianness().clang_target(),
+        });
+    }
+    check_labels_match_object(&metadata, &object_info)?;
+    Ok(ValidImage {
+        manifest,
+        config,
+        arch,
+        metadata,
+        label_format,
+        file_name: layer.file_name,
+        object: layer.object,
+        object_info,
+    })
+}
+
+/// Every labelled program must exist in the object with the labelled type.
+/// (Labels may list fewer programs than the object has: older images list
+/// only the entry points they mean to be loaded.)
+pub fn check_labels_match_object(
+    metadata: &ImageMetadata,
+    object: &ObjectInfo,
+) -> Result<(), ValidationError> {
+    for (program, &labelled) in &metadata.programs {
+        let found = object
+            .programs
+            .iter()
+            .find(|p| &p.name == program)
+            .ok_or_else(|| ValidationError::ProgramMissing {
+                program: program.clone(),
+            })?;
+        let actual = found.kind().program_type();
+        if actual != labelled {
+            return Err(ValidationError::ProgramType {
+                program: program.clone(),
+                labelled,
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
