@@ -1,1 +1,14 @@
-pub fn x() {}
+//! Building and moving eBPF bytecode images.
+//!
+//! - [`builder`]: objects to a reproducible image, in memory.
+//! - [`layout`]: OCI image layouts on disk, written atomically, read with
+//!   every blob digest-checked.
+//! - [`inspect`]: reading an image back, validated, and describing it.
+//! - [`buildargs`]: bpfman's Containerfile build args.
+//! - [`reference`]: where images live.
+
+pub mod buildargs;
+pub mod builder;
+pub mod inspect;
+pub mod layout;
+pub mod reference;
