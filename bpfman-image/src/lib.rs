@@ -9,6 +9,7 @@
 
 pub mod buildargs;
 pub mod builder;
+pub mod cli;
 pub mod inspect;
 pub mod layout;
 pub mod reference;

@@ -1,0 +1,469 @@
+//! `bpfman-image build`, `inspect` and `generate-build-args` end to end.
+
+use std::fs;
+
+use crate::support::{image, image_bin, run, testdata, tree};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn obj(rel: &str) -> String {
+    testdata(rel).display().to_string()
+}
+
+fn layout(dir: &TempDir, name: &str, tag: &str) -> String {
+    format!("oci:{}:{tag}", dir.path().join(name).display())
+}
+
+/// The pinned digest printed by build (`oci:...@sha256:...`).
+fn digest_of(stdout: &str) -> String {
+    stdout
+        .trim()
+        .rsplit_once('@')
+        .expect("pinned reference")
+        .1
+        .to_string()
+}
+
+fn inspect_json(reference: &str) -> Value {
+    let out = image(&["inspect", "--output", "json", reference]).ok();
+    serde_json::from_str(&out.stdout).expect("inspect prints JSON")
+}
+
+/// These digests are committed: the same inputs must give the same image on
+/// any machine, with any checkout path, forever (or until we decide to
+/// change the format and update them on purpose).
+const GOLDEN_SINGLE: &str =
+    "sha256:7796582091bc582f022da1eea5f6f2382890504d037c6d7b7f1dcc0603566f20";
+const GOLDEN_MULTI: &str =
+    "sha256:9d94384427a7aad304ffa9fb2a2cfe3e4678e4976d7734af836012184c9f4414";
+
+#[test]
+fn build_is_reproducible_and_matches_the_committed_digests() {
+    let a = TempDir::new().expect("tmp");
+    let b = TempDir::new().expect("tmp");
+    let args = |dir: &TempDir| {
+        vec![
+            "build".to_string(),
+            "--object".into(),
+            obj("bpf/xdp_counter.bpfel.o"),
+            "--output".into(),
+            layout(dir, "img", "v1"),
+        ]
+    };
+    let args_a = args(&a);
+    let args_b = args(&b);
+    let da = digest_of(
+        &image(&args_a.iter().map(String::as_str).collect::<Vec<_>>())
+            .ok()
+            .stdout,
+    );
+    let db = digest_of(
+        &image(&args_b.iter().map(String::as_str).collect::<Vec<_>>())
+            .ok()
+            .stdout,
+    );
+    assert_eq!(da, db);
+    assert_eq!(da, GOLDEN_SINGLE);
+    assert_eq!(
+        tree(&a.path().join("img")),
+        tree(&b.path().join("img")),
+        "byte-identical layouts"
+    );
+
+    let multi = image(&[
+        "build",
+        "--object",
+        &format!("s390x={}", obj("bpf/xdp_counter.bpfeb.o")),
+        "--object",
+        &format!("amd64={}", obj("bpf/xdp_counter.bpfel.o")),
+        "--output",
+        &layout(&a, "multi", "v1"),
+    ])
+    .ok();
+    assert_eq!(digest_of(&multi.stdout), GOLDEN_MULTI);
+}
+
+#[test]
+fn source_date_epoch_sets_created_and_changes_the_digest() {
+    let dir = TempDir::new().expect("tmp");
+    let out = run(
+        &image_bin(),
+        &[
+            "build",
+            "--object",
+            &obj("bpf/xdp_counter.bpfel.o"),
+            "--output",
+            &layout(&dir, "img", "t"),
+        ],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    )
+    .ok();
+    assert_ne!(digest_of(&out.stdout), GOLDEN_SINGLE);
+    let report = inspect_json(&layout(&dir, "img", "t"));
+    assert_eq!(report["images"][0]["created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        report["images"][0]["annotations"]["org.opencontainers.image.created"],
+        "2023-11-14T22:13:20Z"
+    );
+    let bad = run(
+        &image_bin(),
+        &[
+            "build",
+            "--object",
+            &obj("bpf/xdp_counter.bpfel.o"),
+            "--output",
+            &layout(&dir, "x", "t"),
+        ],
+        &[("SOURCE_DATE_EPOCH", "yesterday")],
+    );
+    assert_eq!(bad.status, 2, "a usage error");
+    assert!(bad.stderr.contains("SOURCE_DATE_EPOCH"), "{}", bad.stderr);
+}
+
+#[test]
+fn inspect_reports_programs_maps_platforms_and_labels() {
+    let dir = TempDir::new().expect("tmp");
+    let r = layout(&dir, "img", "v2");
+    image(&[
+        "build",
+        "--object",
+        &format!("amd64={}", obj("bpf/tcx.bpfel.o")),
+        "--object",
+        &format!("s390x={}", obj("bpf/tcx.bpfeb.o")),
+        "--label",
+        "team=net",
+        "--annotation",
+        "org.opencontainers.image.source=https://example.com/repo",
+        "--output",
+        &r,
+    ])
+    .ok();
+    let report = inspect_json(&r);
+    assert_eq!(
+        report["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        report["annotations"]["org.opencontainers.image.source"],
+        "https://example.com/repo"
+    );
+    let images = report["images"].as_array().expect("images");
+    let platforms: Vec<_> = images
+        .iter()
+        .map(|i| i["platform"].as_str().expect("p"))
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/s390x"]);
+    for (img, endian) in images.iter().zip(["little", "big"]) {
+        assert_eq!(img["endianness"], endian);
+        assert_eq!(img["labels"]["team"], "net");
+        assert_eq!(
+            img["labels"]["io.ebpf.programs"],
+            r#"{"tcx_egress":"tcx","tcx_ingress":"tcx"}"#
+        );
+        assert_eq!(
+            img["labels"]["io.ebpf.maps"],
+            r#"{"tcx_egress_map":"per_cpu_array","tcx_ingress_map":"per_cpu_array"}"#
+        );
+        assert_eq!(img["programs"][1]["section"], "tcx/ingress");
+        assert_eq!(
+            img["annotations"]["org.opencontainers.image.source"],
+            "https://example.com/repo"
+        );
+    }
+    // Without a tag, the only image in the layout is shown.
+    let untagged = format!("oci:{}", dir.path().join("img").display());
+    assert_eq!(inspect_json(&untagged)["digest"], report["digest"]);
+    // The table names the same things.
+    let table = image(&["inspect", &r]).ok().stdout;
+    for needle in [
+        "linux/s390x",
+        "tcx_ingress",
+        "tcx/egress",
+        "per_cpu_array",
+        "team=net",
+    ] {
+        assert!(table.contains(needle), "table lacks {needle}:\n{table}");
+    }
+}
+
+#[test]
+fn every_program_type_is_labelled() {
+    let cases = [
+        ("xdp_drop", r#"{"xdp_drop":"xdp"}"#),
+        ("tc_libbpf", r#"{"tc_count":"tc"}"#),
+        ("tc_classifier", r#"{"tc_classify":"tc"}"#),
+        ("tracepoint", r#"{"tp_getpid":"tracepoint"}"#),
+        (
+            "kprobe",
+            r#"{"kprobe_openat":"probe","kretprobe_openat":"probe"}"#,
+        ),
+        (
+            "uprobe",
+            r#"{"uprobe_count":"probe","uretprobe_count":"probe"}"#,
+        ),
+        (
+            "fentry",
+            r#"{"fentry_unlinkat":"tracing","fexit_unlinkat":"tracing"}"#,
+        ),
+        ("legacy_maps", r#"{"xdp_legacy":"xdp"}"#),
+    ];
+    let dir = TempDir::new().expect("tmp");
+    for (name, programs) in cases {
+        let r = layout(&dir, name, "v1");
+        image(&[
+            "build",
+            "-q",
+            "--object",
+            &obj(&format!("bpf/{name}.bpfel.o")),
+            "--output",
+            &r,
+        ])
+        .ok();
+        assert_eq!(
+            inspect_json(&r)["images"][0]["labels"]["io.ebpf.programs"],
+            programs,
+            "{name}"
+        );
+    }
+    let legacy = inspect_json(&layout(&dir, "legacy_maps", "v1"));
+    assert_eq!(
+        legacy["images"][0]["labels"]["io.ebpf.maps"],
+        r#"{"legacy_array":"array","legacy_hash":"hash"}"#
+    );
+}
+
+/// Each bad input fails with an error naming the file and the problem, and
+/// leaves no output directory (nor any temporary one) behind.
+#[test]
+fn bad_inputs_fail_clearly_and_leave_nothing() {
+    let dir = TempDir::new().expect("tmp");
+    let out = layout(&dir, "out", "v1");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![obj("bad/not_elf.o")], "not an ELF file"),
+        (vec![obj("bad/x86_64.o")], "not eBPF (247)"),
+        (vec![obj("bad/truncated.o")], "truncated ELF"),
+        (
+            vec![obj("bad/no_programs.bpfel.o")],
+            "defines no eBPF programs",
+        ),
+        (
+            vec![format!("s390x={}", obj("bpf/xdp_pass.bpfel.o"))],
+            "little-endian but s390x needs big-endian",
+        ),
+        (
+            vec![obj("bpf/xdp_pass.bpfeb.o")],
+            "is big-endian: say which architecture",
+        ),
+        (
+            vec![
+                format!("amd64={}", obj("bpf/xdp_pass.bpfel.o")),
+                format!("amd64={}", obj("bpf/xdp_drop.bpfel.o")),
+            ],
+            "two objects for amd64",
+        ),
+        (
+            vec![format!("sparc={}", obj("bpf/xdp_pass.bpfel.o"))],
+            "unknown architecture 'sparc'",
+        ),
+        (vec![obj("bpf/does_not_exist.o")], "cannot read object"),
+        (
+            vec![
+                format!("amd64={}", obj("bpf/xdp_pass.bpfel.o")),
+                format!("s390x={}", obj("bpf/xdp_drop.bpfeb.o")),
+            ],
+            "differ in programs",
+        ),
+    ];
+    for (objects, needle) in cases {
+        let mut args = vec!["build".to_string()];
+        for o in &objects {
+            args.extend(["--object".into(), o.clone()]);
+        }
+        args.extend(["--output".into(), out.clone()]);
+        let r = image(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        // clap's own usage errors exit 2; ours exit 1.
+        if needle.starts_with("unknown architecture") {
+            assert_eq!(r.status, 2);
+            assert!(r.stderr.contains(needle), "{}", r.stderr);
+        } else {
+            let r = r.fails_with(needle);
+            let file_named = objects.iter().any(|o| {
+                let path = o.split_once('=').map_or(o.as_str(), |(_, p)| p);
+                r.stderr.contains(path)
+            });
+            assert!(file_named, "error does not name the file:\n{}", r.stderr);
+        }
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("dir").count(),
+            0,
+            "a failed build left files behind ({needle})"
+        );
+    }
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_pass.bpfel.o"),
+        "--label",
+        "io.ebpf.maps={}",
+        "--output",
+        &out,
+    ])
+    .fails_with("reserved");
+    assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[test]
+fn a_tag_holding_another_image_is_not_overwritten_without_force() {
+    let dir = TempDir::new().expect("tmp");
+    let r = layout(&dir, "img", "v1");
+    let first = digest_of(
+        &image(&[
+            "build",
+            "--object",
+            &obj("bpf/xdp_pass.bpfel.o"),
+            "--output",
+            &r,
+        ])
+        .ok()
+        .stdout,
+    );
+    let index = dir.path().join("img/index.json");
+    let before = fs::read(&index).expect("index");
+
+    // The same image again is fine and changes nothing.
+    let again = image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_pass.bpfel.o"),
+        "--output",
+        &r,
+    ])
+    .ok();
+    assert!(again.stderr.contains("unchanged"), "{}", again.stderr);
+    assert_eq!(fs::read(&index).expect("index"), before);
+
+    // A different image under the same tag is refused, and nothing changes.
+    let blobs_before = tree(&dir.path().join("img"));
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_drop.bpfel.o"),
+        "--output",
+        &r,
+    ])
+    .fails_with("already holds a different image under tag 'v1'");
+    assert_eq!(tree(&dir.path().join("img")), blobs_before);
+
+    // Another tag in the same layout is fine; both are then present.
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_drop.bpfel.o"),
+        "--output",
+        &layout(&dir, "img", "v2"),
+    ])
+    .ok();
+    assert_eq!(
+        inspect_json(&layout(&dir, "img", "v1"))["digest"],
+        first.as_str()
+    );
+    image(&[
+        "inspect",
+        &format!("oci:{}", dir.path().join("img").display()),
+    ])
+    .fails_with("holds several images (v1, v2)");
+
+    // --force moves the tag.
+    let forced = digest_of(
+        &image(&[
+            "build",
+            "--force",
+            "--object",
+            &obj("bpf/xdp_drop.bpfel.o"),
+            "--output",
+            &r,
+        ])
+        .ok()
+        .stdout,
+    );
+    assert_ne!(forced, first);
+    assert_eq!(inspect_json(&r)["digest"], forced.as_str());
+}
+
+#[test]
+fn output_directories_that_are_not_layouts() {
+    let dir = TempDir::new().expect("tmp");
+    // An empty directory is filled.
+    fs::create_dir(dir.path().join("empty")).expect("mkdir");
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_pass.bpfel.o"),
+        "--output",
+        &layout(&dir, "empty", "v1"),
+    ])
+    .ok();
+    assert!(dir.path().join("empty/oci-layout").exists());
+    // A directory with other things in it is refused and left alone.
+    fs::create_dir(dir.path().join("busy")).expect("mkdir");
+    fs::write(dir.path().join("busy/notes.txt"), "mine").expect("write");
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_pass.bpfel.o"),
+        "--output",
+        &layout(&dir, "busy", "v1"),
+    ])
+    .fails_with("is not an OCI image layout");
+    assert_eq!(tree(&dir.path().join("busy")).len(), 1);
+}
+
+#[test]
+fn inspect_refuses_a_corrupted_blob() {
+    let dir = TempDir::new().expect("tmp");
+    let r = layout(&dir, "img", "v1");
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_counter.bpfel.o"),
+        "--output",
+        &r,
+    ])
+    .ok();
+    let report = inspect_json(&r);
+    let layer = report["images"][0]["layer_digest"]
+        .as_str()
+        .expect("digest")
+        .replace("sha256:", "");
+    let path = dir.path().join("img/blobs/sha256").join(layer);
+    let mut bytes = fs::read(&path).expect("blob");
+    bytes[30] ^= 0xff;
+    fs::write(&path, bytes).expect("write");
+    image(&["inspect", &r]).fails_with("is corrupt");
+    image(&["inspect", &layout(&dir, "img", "nope")])
+        .fails_with("has no image tagged 'nope'; tags present: v1");
+    image(&["inspect", &layout(&dir, "missing", "v1")]).fails_with("does not exist");
+}
+
+#[test]
+fn generate_build_args_for_bpfmans_containerfile() {
+    let out = image(&[
+        "generate-build-args",
+        "--object",
+        &format!("s390x={}", obj("bpf/xdp_counter.bpfeb.o")),
+        "--object",
+        &format!("amd64={}", obj("bpf/xdp_counter.bpfel.o")),
+    ])
+    .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"PROGRAMS={"xdp_stats":"xdp"}"#.to_string(),
+            r#"MAPS={"xdp_stats_map":"per_cpu_array"}"#.to_string(),
+            format!("BC_AMD64_EL={}", obj("bpf/xdp_counter.bpfel.o")),
+            format!("BC_S390X_EB={}", obj("bpf/xdp_counter.bpfeb.o")),
+        ]
+    );
+    image(&["generate-build-args", "--object", &obj("bad/x86_64.o")]).fails_with("x86_64.o");
+}

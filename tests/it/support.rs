@@ -1,0 +1,128 @@
+//! Shared helpers for the integration tests: finding the built binaries and
+//! the repository's test data, running commands, and the skip policy.
+//!
+//! Skip policy: a test that needs something this machine lacks (a tool, root,
+//! a registry) may skip with a printed reason on a developer's machine, but
+//! when `BPFMAN_TEST_NO_SKIP=1` (set by `.ci/run`) every such skip fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The variable that turns skips into failures.
+pub const NO_SKIP_ENV: &str = "BPFMAN_TEST_NO_SKIP";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A file under `testdata/`.
+pub fn testdata(rel: &str) -> PathBuf {
+    repo_root().join("testdata").join(rel)
+}
+
+/// Path of the `bpfman-image` command under test: this package's own build of
+/// it (`bin/bpfman-image.rs`), which cargo rebuilds before running the tests.
+pub fn image_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_it-bpfman-image"))
+}
+
+/// Skips (returns false) or, under `BPFMAN_TEST_NO_SKIP`, fails.
+pub fn skip(test: &str, reason: &str) -> bool {
+    if std::env::var_os(NO_SKIP_ENV).is_some_and(|v| v == "1") {
+        panic!("{test}: would skip ({reason}), but {NO_SKIP_ENV}=1 forbids skipping");
+    }
+    eprintln!("SKIP {test}: {reason}");
+    false
+}
+
+/// True if `tool` runs; otherwise skips (or fails in CI) with the reason.
+pub fn have_tool(test: &str, tool: &str, install: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    found || skip(test, &format!("{tool} is not installed ({install})"))
+}
+
+/// The result of running a command, with helpers for assertions.
+#[derive(Debug)]
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(cmd: &Command, out: Output) -> Self {
+        let run = Self {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("$ {cmd:?}\n-> {}\n{}{}", run.status, run.stdout, run.stderr);
+        run
+    }
+
+    /// Panics unless the command succeeded.
+    pub fn ok(self) -> Self {
+        assert_eq!(self.status, 0, "command failed:\n{}", self.stderr);
+        self
+    }
+
+    /// Panics unless the command failed with exit status 1 and `needle` in
+    /// its error output.
+    pub fn fails_with(self, needle: &str) -> Self {
+        assert_eq!(
+            self.status, 1,
+            "expected failure, got:\n{}{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "error output lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `program` with `args` and `envs`.
+pub fn run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Run::from(&cmd, out)
+}
+
+/// Runs `bpfman-image` with `args`.
+pub fn image(args: &[&str]) -> Run {
+    run(&image_bin(), args, &[])
+}
+
+/// Every file under `dir`, relative, sorted, with contents.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).expect("under root").to_path_buf();
+                out.push((rel, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
