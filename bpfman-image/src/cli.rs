@@ -38,15 +38,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct BuildArgs {
-    /// An object to package, as PATH or ARCH=PATH (e.g. s390x=prog_bpfeb.o).
-    /// Without ARCH a little-endian object is labelled amd64.
-    #[arg(
-        long = "object",
-        short = 'o',
-        value_name = "[ARCH=]PATH",
-        required = true
-    )]
-    objects: Vec<ObjectArg>,
+    #[command(flatten)]
+    objects: Objects,
     /// Where to write the image: oci:DIR[:TAG] (an OCI image layout; TAG
     /// defaults to latest).
     #[arg(long, value_name = "oci:DIR[:TAG]")]
@@ -90,7 +83,15 @@ struct InspectArgs {
 
 #[derive(Debug, Args)]
 struct GenerateArgs {
-    /// An object, as PATH or ARCH=PATH (repeatable).
+    #[command(flatten)]
+    objects: Objects,
+}
+
+/// The `--object` arguments of `build` and `generate-build-args`.
+#[derive(Debug, Args)]
+struct Objects {
+    /// An object, as PATH or ARCH=PATH (e.g. s390x=prog_bpfeb.o); repeat it,
+    /// one per architecture. Without ARCH a little-endian object is amd64.
     #[arg(
         long = "object",
         short = 'o',
@@ -170,7 +171,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn build(args: BuildArgs) -> Result<()> {
     let opts = BuildOptions {
-        objects: args.objects,
+        objects: args.objects.objects,
         labels: to_map(args.labels, "label")?,
         annotations: to_map(args.annotations, "annotation")?,
         epoch: args.source_date_epoch,
@@ -229,7 +230,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
 
 fn generate(args: GenerateArgs) -> Result<()> {
     let mut out = io::stdout().lock();
-    for line in crate::buildargs::generate(&args.objects)? {
+    for line in crate::buildargs::generate(&args.objects.objects)? {
         writeln!(out, "{line}")?;
     }
     Ok(())

@@ -141,76 +141,90 @@ fn parse_doc<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(bytes).map_err(|source| ValidationError::Json { what, source })
 }
 
+/// `schemaVersion` 2, and the document's own media type if it states one.
+fn check_header(
+    what: &'static str,
+    schema_version: u32,
+    media_type: Option<&str>,
+    accepted: fn(&str) -> bool,
+    expected: &'static str,
+) -> Result<(), ValidationError> {
+    if schema_version != 2 {
+        return Err(ValidationError::SchemaVersion {
+            what,
+            found: schema_version,
+        });
+    }
+    media_type.map_or(Ok(()), |mt| check_media_type(what, mt, accepted, expected))
+}
+
+fn check_media_type(
+    what: &'static str,
+    media_type: &str,
+    accepted: fn(&str) -> bool,
+    expected: &'static str,
+) -> Result<(), ValidationError> {
+    if accepted(media_type) {
+        return Ok(());
+    }
+    Err(ValidationError::MediaType {
+        what,
+        found: media_type.into(),
+        expected,
+    })
+}
+
 /// Parses and checks a manifest on its own (media types, schema, one layer).
 pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, ValidationError> {
     let manifest: ImageManifest = parse_doc("the manifest", bytes)?;
-    if manifest.schema_version != 2 {
-        return Err(ValidationError::SchemaVersion {
-            what: "the manifest",
-            found: manifest.schema_version,
-        });
-    }
-    if let Some(mt) = &manifest.media_type
-        && !media::is_manifest(mt)
-    {
-        return Err(ValidationError::MediaType {
-            what: "the manifest",
-            found: mt.clone(),
-            expected: "an OCI or Docker v2 image manifest",
-        });
-    }
-    if !media::is_config(&manifest.config.media_type) {
-        return Err(ValidationError::MediaType {
-            what: "the config",
-            found: manifest.config.media_type.clone(),
-            expected: "an OCI or Docker image config",
-        });
-    }
+    check_header(
+        "the manifest",
+        manifest.schema_version,
+        manifest.media_type.as_deref(),
+        media::is_manifest,
+        "an OCI or Docker v2 image manifest",
+    )?;
+    check_media_type(
+        "the config",
+        &manifest.config.media_type,
+        media::is_config,
+        "an OCI or Docker image config",
+    )?;
     if manifest.layers.len() != 1 {
         return Err(ValidationError::LayerCount {
             found: manifest.layers.len(),
         });
     }
-    if !media::is_layer(&manifest.layers[0].media_type) {
-        return Err(ValidationError::MediaType {
-            what: "the layer",
-            found: manifest.layers[0].media_type.clone(),
-            expected: "a tar+gzip layer",
-        });
-    }
+    check_media_type(
+        "the layer",
+        &manifest.layers[0].media_type,
+        media::is_layer,
+        "a tar+gzip layer",
+    )?;
     Ok(manifest)
 }
 
 /// Parses and checks an index: media type, and one linux manifest per platform.
 pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex, ValidationError> {
     let index: ImageIndex = parse_doc("the index", bytes)?;
-    if index.schema_version != 2 {
-        return Err(ValidationError::SchemaVersion {
-            what: "the index",
-            found: index.schema_version,
-        });
-    }
-    if let Some(mt) = &index.media_type
-        && !media::is_index(mt)
-    {
-        return Err(ValidationError::MediaType {
-            what: "the index",
-            found: mt.clone(),
-            expected: "an OCI image index or Docker manifest list",
-        });
-    }
+    check_header(
+        "the index",
+        index.schema_version,
+        index.media_type.as_deref(),
+        media::is_index,
+        "an OCI image index or Docker manifest list",
+    )?;
     if index.manifests.is_empty() {
         return Err(ValidationError::EmptyIndex);
     }
     let mut seen = BTreeSet::new();
     for m in &index.manifests {
-        if !media::is_manifest(&m.media_type) {
-            return Err(ValidationError::MediaType {
-                what: "an index entry",
-                found: m.media_type.clone(),
-                expected: "an image manifest",
-            });
-        }
+        check_media_type(
+            "an index entry",
+            &m.media_type,
+            media::is_manifest,
+            "an image manifest",
+        )?;
         let p = m
             .platform
             .as_ref()
