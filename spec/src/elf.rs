@@ -463,4 +463,17 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn corrupted_objects_never_panic() {
+        // Flip every byte of an object with maps, BTF and relocations, one at
+        // a time: each result must be an answer or an error, never a panic.
+        let full = obj!("bpf/xdp_counter.bpfel.o");
+        let mut copy = full.to_vec();
+        for (i, &original) in full.iter().enumerate() {
+            copy[i] = !original;
+            let _ = inspect(&copy);
+            copy[i] = original;
+        }
+    }
 }
