@@ -7,7 +7,7 @@ use crate::builder::{BuildError, ObjectArg, load_objects};
 /// `BC_<ARCH>_<EL|EB>=<path>` per object, sorted by arch.
 pub fn generate(objects: &[ObjectArg]) -> Result<Vec<String>, BuildError> {
     let loaded = load_objects(objects)?;
-    let labels = loaded[0].metadata.to_labels();
+    let labels = loaded[0].metadata().to_labels();
     let mut lines = vec![
         format!(
             "PROGRAMS={}",

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use bpfman_image_spec::arch::{Arch, Endianness, UnknownArch};
-use bpfman_image_spec::elf::{self, ElfError};
+use bpfman_image_spec::elf::{self, ElfError, ObjectInfo};
 use bpfman_image_spec::image::{
-    AssembleError, AssembledImage, ImageInput, assemble, assemble_index,
+    AssembleError, AssembledImage, ImageInput, assemble_index, assemble_inspected,
 };
 use bpfman_image_spec::labels::ImageMetadata;
 use bpfman_image_spec::oci::Descriptor;
@@ -146,7 +146,14 @@ pub struct LoadedObject {
     pub arch: Arch,
     pub path: PathBuf,
     pub bytes: Vec<u8>,
-    pub metadata: ImageMetadata,
+    pub info: ObjectInfo,
+}
+
+impl LoadedObject {
+    /// The labels' view of the object.
+    pub fn metadata(&self) -> ImageMetadata {
+        ImageMetadata::from_object(&self.info)
+    }
 }
 
 /// Reads and inspects each object, resolves architectures and checks that
@@ -188,9 +195,10 @@ pub fn load_objects(objects: &[ObjectArg]) -> Result<Vec<LoadedObject>, BuildErr
         }
         let metadata = ImageMetadata::from_object(&info);
         if let Some(first) = loaded.first() {
-            let what = if first.metadata.programs != metadata.programs {
+            let first_metadata = first.metadata();
+            let what = if first_metadata.programs != metadata.programs {
                 Some("programs")
-            } else if first.metadata.maps != metadata.maps {
+            } else if first_metadata.maps != metadata.maps {
                 Some("maps")
             } else {
                 None
@@ -209,7 +217,7 @@ pub fn load_objects(objects: &[ObjectArg]) -> Result<Vec<LoadedObject>, BuildErr
             arch,
             path: obj.path.clone(),
             bytes,
-            metadata,
+            info,
         });
     }
     loaded.sort_by_key(|l| l.arch);
@@ -235,17 +243,17 @@ fn file_name(path: &Path) -> Result<String, BuildError> {
 pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
     let objects = load_objects(&opts.objects)?;
     let mut images = Vec::with_capacity(objects.len());
-    for obj in &objects {
+    for obj in objects {
         let name = file_name(&obj.path)?;
-        let img = assemble(&ImageInput {
+        let input = ImageInput {
             arch: obj.arch,
             file_name: &name,
             object: &obj.bytes,
             labels: &opts.labels,
             annotations: &opts.annotations,
             epoch: opts.epoch,
-        })
-        .map_err(|source| BuildError::Object {
+        };
+        let img = assemble_inspected(&input, obj.info).map_err(|source| BuildError::Object {
             path: obj.path.clone(),
             source,
         })?;
@@ -259,11 +267,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
             top,
         });
     }
-    let mut annotations = opts.annotations.clone();
-    annotations
-        .entry(bpfman_image_spec::media::ANNOTATION_CREATED.into())
-        .or_insert_with(|| bpfman_image_spec::image::rfc3339_utc(opts.epoch));
-    let (index, top) = assemble_index(&images, &annotations);
+    let (index, top) = assemble_index(&images, &opts.annotations, opts.epoch);
     Ok(Built {
         images,
         index: Some(index),

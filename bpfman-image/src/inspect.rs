@@ -7,9 +7,9 @@ use bpfman_image_spec::arch::Endianness;
 use bpfman_image_spec::digest::Digest;
 use bpfman_image_spec::labels::LabelFormat;
 use bpfman_image_spec::media;
-use bpfman_image_spec::oci::{Descriptor, Platform};
+use bpfman_image_spec::oci::{Descriptor, ImageIndex, Platform};
 use bpfman_image_spec::validate::{
-    ValidImage, ValidationError, check_descriptor, parse_index, platform_string, validate_image,
+    ValidImage, ValidationError, parse_index, platform_string, validate_image,
 };
 use serde::Serialize;
 
@@ -44,8 +44,8 @@ pub struct ReadImage {
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub top: Descriptor,
-    /// The index bytes, if the top is an index.
-    pub index: Option<Vec<u8>>,
+    /// The index, if the top is an index.
+    pub index: Option<ImageIndex>,
     pub images: Vec<ReadImage>,
 }
 
@@ -69,8 +69,8 @@ pub fn read_image(layout: &Layout, top: &Descriptor) -> Result<ReadResult, Inspe
         })
     };
     if media::is_index(&top.media_type) {
+        // read_blob has checked the bytes against `top`.
         let bytes = layout.read_blob(top)?;
-        check_descriptor("the index", top, &bytes).map_err(invalid(&top.digest))?;
         let index = parse_index(&bytes).map_err(invalid(&top.digest))?;
         let images = index
             .manifests
@@ -79,7 +79,7 @@ pub fn read_image(layout: &Layout, top: &Descriptor) -> Result<ReadResult, Inspe
             .collect::<Result<_, _>>()?;
         Ok(ReadResult {
             top: top.clone(),
-            index: Some(bytes),
+            index: Some(index),
             images,
         })
     } else if media::is_manifest(&top.media_type) {
@@ -165,12 +165,6 @@ pub struct MapReport {
 
 /// Builds the report for an image that has been read.
 pub fn report(reference: &ImageRef, read: &ReadResult) -> Report {
-    let index_annotations = read
-        .index
-        .as_deref()
-        .and_then(|b| parse_index(b).ok())
-        .map(|i| i.annotations)
-        .unwrap_or_default();
     let images = read
         .images
         .iter()
@@ -227,11 +221,11 @@ pub fn report(reference: &ImageRef, read: &ReadResult) -> Report {
         media_type: read.top.media_type.clone(),
         digest: read.top.digest.clone(),
         size: read.top.size,
-        annotations: if read.index.is_some() {
-            index_annotations
-        } else {
-            BTreeMap::new()
-        },
+        annotations: read
+            .index
+            .as_ref()
+            .map(|i| i.annotations.clone())
+            .unwrap_or_default(),
         images,
     }
 }

@@ -90,7 +90,7 @@ mod tests {
                 .expect("assembles")
             })
             .collect();
-        parse_index(&assemble_index(&images, &empty).0).expect("valid")
+        parse_index(&assemble_index(&images, &empty, 0).0).expect("valid")
     }
 
     #[test]

@@ -61,14 +61,37 @@ pub enum AssembleError {
 
 /// Builds one image. Same input, same bytes.
 pub fn assemble(input: &ImageInput<'_>) -> Result<AssembledImage, AssembleError> {
-    if let Some(key) = input
+    check_reserved_labels(input)?;
+    let info = inspect(input.object).map_err(AssembleError::Object)?;
+    assemble_checked(input, info)
+}
+
+/// [`assemble`] for a caller that has already inspected `input.object`
+/// (`info` must be what [`inspect`] returned for it), so it is not parsed
+/// twice.
+pub fn assemble_inspected(
+    input: &ImageInput<'_>,
+    info: ObjectInfo,
+) -> Result<AssembledImage, AssembleError> {
+    check_reserved_labels(input)?;
+    assemble_checked(input, info)
+}
+
+fn check_reserved_labels(input: &ImageInput<'_>) -> Result<(), AssembleError> {
+    match input
         .labels
         .keys()
         .find(|k| k.starts_with(media::RESERVED_LABEL_PREFIX))
     {
-        return Err(AssembleError::ReservedLabel { key: key.clone() });
+        Some(key) => Err(AssembleError::ReservedLabel { key: key.clone() }),
+        None => Ok(()),
     }
-    let info = inspect(input.object).map_err(AssembleError::Object)?;
+}
+
+fn assemble_checked(
+    input: &ImageInput<'_>,
+    info: ObjectInfo,
+) -> Result<AssembledImage, AssembleError> {
     let expected = input.arch.endianness();
     if info.endianness != expected {
         return Err(AssembleError::Endianness {
@@ -134,11 +157,17 @@ pub fn assemble(input: &ImageInput<'_>) -> Result<AssembledImage, AssembleError>
 }
 
 /// Builds the index over several images, ordered by architecture name so the
-/// order of the inputs does not change the digest.
+/// order of the inputs does not change the digest. Like each manifest, the
+/// index carries the `created` annotation (from `epoch`) unless given one.
 pub fn assemble_index(
     images: &[AssembledImage],
     annotations: &BTreeMap<String, String>,
+    epoch: u64,
 ) -> (Vec<u8>, Descriptor) {
+    let mut annotations = annotations.clone();
+    annotations
+        .entry(media::ANNOTATION_CREATED.into())
+        .or_insert_with(|| rfc3339_utc(epoch));
     let mut manifests: Vec<Descriptor> = images.iter().map(|i| i.descriptor.clone()).collect();
     manifests.sort_by(|a, b| {
         let key = |d: &Descriptor| d.platform.as_ref().map(|p| p.architecture.clone());
@@ -150,7 +179,7 @@ pub fn assemble_index(
         artifact_type: None,
         manifests,
         subject: None,
-        annotations: annotations.clone(),
+        annotations,
     };
     let bytes = to_canonical_json(&index);
     let desc = Descriptor::for_bytes(media::OCI_INDEX, &bytes);

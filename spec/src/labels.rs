@@ -103,12 +103,7 @@ impl ImageMetadata {
         if let Some(raw) = labels.get(LABEL_PROGRAMS) {
             let mut programs = BTreeMap::new();
             for (name, ty) in string_object(LABEL_PROGRAMS, raw)? {
-                let ty = ty
-                    .parse()
-                    .map_err(|source| LabelError::UnknownProgramType {
-                        program: name.clone(),
-                        source,
-                    })?;
+                let ty = program_type(&name, &ty)?;
                 programs.insert(name, ty);
             }
             if programs.is_empty() {
@@ -142,13 +137,7 @@ impl ImageMetadata {
                 .ok_or(LabelError::MissingV1Label { label })
         };
         let function = get(LABEL_V1_FUNCTION_NAME)?;
-        let ty = get(LABEL_V1_PROGRAM_TYPE)?;
-        let ty = ty
-            .parse()
-            .map_err(|source| LabelError::UnknownProgramType {
-                program: function.clone(),
-                source,
-            })?;
+        let ty = program_type(function, get(LABEL_V1_PROGRAM_TYPE)?)?;
         Ok((
             Self {
                 programs: BTreeMap::from([(function.clone(), ty)]),
@@ -157,6 +146,13 @@ impl ImageMetadata {
             LabelFormat::V1,
         ))
     }
+}
+
+fn program_type(program: &str, ty: &str) -> Result<ProgramType, LabelError> {
+    ty.parse().map_err(|source| LabelError::UnknownProgramType {
+        program: program.into(),
+        source,
+    })
 }
 
 fn string_object(label: &'static str, raw: &str) -> Result<BTreeMap<String, String>, LabelError> {

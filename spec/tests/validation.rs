@@ -346,7 +346,7 @@ fn platform_from_index_must_match_config() {
 fn index_rules() {
     let a = build(Arch::Amd64, COUNTER_EL);
     let s = build(Arch::S390x, COUNTER_EB);
-    let (bytes, _) = assemble_index(&[s.clone(), a.clone()], &BTreeMap::new());
+    let (bytes, _) = assemble_index(&[s.clone(), a.clone()], &BTreeMap::new(), 0);
     let index = parse_index(&bytes).expect("valid index");
     let archs: Vec<_> = index
         .manifests
@@ -358,10 +358,10 @@ fn index_rules() {
         ["amd64", "s390x"],
         "sorted by arch whatever the input order"
     );
-    let (again, _) = assemble_index(&[a.clone(), s.clone()], &BTreeMap::new());
+    let (again, _) = assemble_index(&[a.clone(), s.clone()], &BTreeMap::new(), 0);
     assert_eq!(bytes, again);
 
-    let (dup, _) = assemble_index(&[a.clone(), a.clone()], &BTreeMap::new());
+    let (dup, _) = assemble_index(&[a.clone(), a.clone()], &BTreeMap::new(), 0);
     assert!(matches!(
         parse_index(&dup),
         Err(ValidationError::DuplicatePlatform { .. })
