@@ -3,15 +3,23 @@
 //! `tests/bin`); `main.rs` only calls [`main`]. This is binary code: it is the
 //! one place in the crate that uses `anyhow`.
 
-use std::collections::BTreeMap;
-use std::io::{self, IsTerminal, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crate::auth::{AuthFiles, Credentials};
 use crate::builder::{self, BuildOptions, ObjectArg};
-use crate::inspect::{self, Report};
+use crate::content::ImageContent;
+use crate::inspect::{self, ReadResult, Report};
 use crate::layout::{self, WriteOutcome};
-use crate::reference::ImageRef;
+use crate::reference::{ImageRef, LayoutRef, RegistryRef, valid_tag};
+use crate::registry::{NoProgress, Progress, Registry, Stats, TransportOptions};
+use crate::transfer;
 use anyhow::{Context, Result, bail};
+use bpfman_image_spec::oci::Descriptor;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -29,8 +37,21 @@ enum Command {
     /// io.ebpf.programs and io.ebpf.maps labels. One object makes an image;
     /// several (one per architecture) make a multi-arch index.
     Build(BuildArgs),
-    /// Show the programs, maps, platforms, digests and labels of an image.
+    /// Show the programs, maps, platforms, digests and labels of an image,
+    /// in a layout or a registry.
     Inspect(InspectArgs),
+    /// Push an image (or index) from a layout to a registry.
+    Push(PushArgs),
+    /// Pull an image (or a whole index) from a registry into a layout.
+    Pull(PullArgs),
+    /// Copy an image between registries and layouts, in any direction.
+    Copy(CopyArgs),
+    /// Give an image more tags, in the same layout or repository.
+    Tag(TagArgs),
+    /// Check credentials against a registry and store them (mode 0600).
+    Login(LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(LogoutArgs),
     /// Print the PROGRAMS=, MAPS= and BC_<ARCH>_<EL|EB>= build args for
     /// bpfman's Containerfile flow.
     GenerateBuildArgs(GenerateArgs),
@@ -42,8 +63,12 @@ struct BuildArgs {
     objects: Objects,
     /// Where to write the image: oci:DIR[:TAG] (an OCI image layout; TAG
     /// defaults to latest).
-    #[arg(long, value_name = "oci:DIR[:TAG]")]
-    output: ImageRef,
+    #[arg(long, value_name = "oci:DIR[:TAG]", required_unless_present = "push")]
+    output: Option<ImageRef>,
+    /// Push the image to this registry reference (as well as writing
+    /// --output, if given).
+    #[arg(long, value_name = "REGISTRY/REPO[:TAG]")]
+    push: Option<RegistryRef>,
     /// Extra config label KEY=VALUE (repeatable). io.ebpf.* is reserved.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     labels: Vec<(String, String)>,
@@ -69,16 +94,165 @@ struct BuildArgs {
     /// Print only the reference.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    transport: TransportArgs,
 }
 
 #[derive(Debug, Args)]
 struct InspectArgs {
-    /// The image: oci:DIR[:TAG].
+    /// The image: oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST].
     #[arg(value_name = "IMAGE")]
     image: ImageRef,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     output: Format,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// The image to push: oci:DIR[:TAG].
+    #[arg(value_name = "oci:DIR[:TAG]", value_parser = parse_layout_ref)]
+    source: LayoutRef,
+    /// Where to push it: REGISTRY/REPO[:TAG].
+    #[arg(value_name = "REGISTRY/REPO[:TAG]")]
+    destination: RegistryRef,
+    /// Print only the pushed reference.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+struct PullArgs {
+    /// The image: REGISTRY/REPO[:TAG][@DIGEST].
+    #[arg(value_name = "REGISTRY/REPO[:TAG][@DIGEST]")]
+    source: RegistryRef,
+    /// The layout to write: oci:DIR[:TAG] (TAG defaults to the source's).
+    #[arg(long, value_name = "oci:DIR[:TAG]", value_parser = parse_layout_ref)]
+    output: LayoutRef,
+    /// Print only the written reference.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+struct CopyArgs {
+    /// oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST].
+    source: ImageRef,
+    /// oci:DIR[:TAG] or REGISTRY/REPO[:TAG].
+    destination: ImageRef,
+    /// Print only the written reference.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+struct TagArgs {
+    /// The image: oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST].
+    source: ImageRef,
+    /// The new tags, in the same layout or repository.
+    #[arg(required = true, value_name = "TAG")]
+    tags: Vec<String>,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    /// The registry: HOST[:PORT].
+    registry: String,
+    /// The user name; the password is read from stdin (--password-stdin).
+    #[arg(long, short, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password from stdin.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+struct LogoutArgs {
+    /// The registry: HOST[:PORT].
+    registry: String,
+    /// The auth file to edit instead of the standard ones.
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+}
+
+/// How to reach registries: credentials, TLS and patience.
+#[derive(Debug, Args)]
+struct TransportArgs {
+    /// Credentials USER:PASSWORD for this command (overrides auth files).
+    #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "creds_file")]
+    creds: Option<String>,
+    /// Read USER:PASSWORD from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    creds_file: Option<PathBuf>,
+    /// Auth file to use instead of $REGISTRY_AUTH_FILE, containers'
+    /// auth.json and docker's config.json.
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust (repeatable).
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// certs.d root holding HOST[:PORT]/*.crt CAs (repeatable) [default:
+    /// /etc/containers/certs.d and /etc/docker/certs.d].
+    #[arg(long = "certs-d", value_name = "DIR")]
+    certs_dirs: Vec<PathBuf>,
+    /// A registry (HOST[:PORT]) that may be spoken to over plain HTTP
+    /// (repeatable). Loopback registries need not be listed.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+    /// Seconds to wait to connect, and for any read, before a retry.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    timeout: u64,
+    /// Retries of a request after a transient failure (5xx, reset, timeout).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    retries: u32,
+    /// Backoff before the first retry, doubled for each next one.
+    #[arg(long, default_value_t = 250, value_name = "MILLISECONDS")]
+    retry_delay_ms: u64,
+}
+
+impl TransportArgs {
+    fn options(&self) -> Result<TransportOptions> {
+        let creds = match (&self.creds, &self.creds_file) {
+            (Some(c), _) => Some(Credentials::parse(c)?),
+            (None, Some(f)) => Some(Credentials::from_file(f)?),
+            (None, None) => None,
+        };
+        let defaults = TransportOptions::default();
+        Ok(TransportOptions {
+            creds,
+            auth_files: AuthFiles::from_env(self.authfile.clone()),
+            ca_files: self.ca_files.clone(),
+            certs_dirs: if self.certs_dirs.is_empty() {
+                defaults.certs_dirs
+            } else {
+                self.certs_dirs.clone()
+            },
+            insecure: self.insecure.clone(),
+            timeout: Duration::from_secs(self.timeout.max(1)),
+            attempts: self.retries.saturating_add(1),
+            retry_delay: Duration::from_millis(self.retry_delay_ms),
+        })
+    }
+}
+
+fn parse_layout_ref(s: &str) -> Result<LayoutRef, String> {
+    match s.parse::<ImageRef>() {
+        Ok(ImageRef::Layout(l)) => Ok(l),
+        Ok(ImageRef::Registry(_)) => Err(format!("'{s}' is not a layout: write oci:DIR[:TAG]")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +311,23 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build(args),
         Command::Inspect(args) => inspect(args),
+        Command::Push(args) => {
+            let src = ImageRef::Layout(args.source);
+            let dst = ImageRef::Registry(args.destination);
+            copy(&src, &dst, args.quiet, &args.transport)
+        }
+        Command::Pull(args) => {
+            let mut output = args.output;
+            if output.tag.is_none() {
+                output.tag = args.source.tag.clone();
+            }
+            let src = ImageRef::Registry(args.source);
+            copy(&src, &ImageRef::Layout(output), args.quiet, &args.transport)
+        }
+        Command::Copy(args) => copy(&args.source, &args.destination, args.quiet, &args.transport),
+        Command::Tag(args) => tag(args),
+        Command::Login(args) => login(args),
+        Command::Logout(args) => logout(args),
         Command::GenerateBuildArgs(args) => generate(args),
     };
     match result {
@@ -178,16 +369,31 @@ fn build(args: BuildArgs) -> Result<()> {
         force_index: args.index,
     };
     let built = builder::build(&opts)?;
-    let ImageRef::Layout(target) = &args.output;
-    let tag = target.tag_or_default();
-    let outcome = layout::write_image(&target.dir, tag, &built.top, &built.blobs(), args.force)?;
-    tracing::info!(?outcome, digest = %built.top.digest, "image written");
+    let content = ImageContent::from_built(&built);
     let mut out = io::stdout().lock();
-    if !args.quiet {
-        let verb = match outcome {
+    let mut verb = "built";
+    if let Some(output) = &args.output {
+        let ImageRef::Layout(target) = output else {
+            bail!(
+                "--output must be a layout, oci:DIR[:TAG]; to send the image to a registry use --push {output}"
+            );
+        };
+        let tag = target.tag_or_default();
+        let outcome =
+            layout::write_image(&target.dir, tag, &built.top, &built.blobs(), args.force)?;
+        tracing::info!(?outcome, digest = %built.top.digest, "image written");
+        verb = match outcome {
             WriteOutcome::Created | WriteOutcome::Updated => "wrote",
             WriteOutcome::Unchanged => "unchanged",
         };
+        writeln!(
+            out,
+            "oci:{}:{tag}@{}",
+            target.dir.display(),
+            built.top.digest
+        )?;
+    }
+    if !args.quiet {
         for img in &built.images {
             let programs: Vec<_> = img.metadata.programs.keys().map(String::as_str).collect();
             eprintln!(
@@ -198,24 +404,277 @@ fn build(args: BuildArgs) -> Result<()> {
             );
         }
     }
-    writeln!(
-        out,
-        "oci:{}:{tag}@{}",
-        target.dir.display(),
-        built.top.digest
-    )?;
+    if let Some(dst) = &args.push {
+        let opts = args.transport.options()?;
+        let pushed = runtime()?.block_on(push_content(&opts, dst, &content, args.quiet))?;
+        writeln!(out, "{pushed}")?;
+    }
     Ok(())
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Reads and validates the image `r` names, from a layout or a registry.
+async fn fetch(
+    r: &ImageRef,
+    opts: &TransportOptions,
+    quiet: bool,
+) -> Result<(ImageContent, ReadResult, ImageRef)> {
+    match r {
+        ImageRef::Layout(l) => {
+            let (layout, tag, top) = inspect::resolve_layout(l)?;
+            let (content, read) = inspect::read_layout_image(&layout, &top)
+                .with_context(|| format!("cannot read {r}"))?;
+            let shown = ImageRef::Layout(LayoutRef {
+                dir: l.dir.clone(),
+                tag: Some(tag),
+            });
+            Ok((content, read, shown))
+        }
+        ImageRef::Registry(rr) => {
+            let reg = Registry::connect(opts, rr).await?;
+            let progress = progress(quiet);
+            let content = transfer::pull(&reg, rr, progress.as_ref())
+                .await
+                .with_context(|| format!("cannot pull {rr}"))?;
+            let read = inspect::read_image(&content)
+                .with_context(|| format!("{rr} is not a valid eBPF bytecode image"))?;
+            report_stats(&reg, quiet);
+            Ok((content, read, r.clone()))
+        }
+    }
+}
+
+async fn push_content(
+    opts: &TransportOptions,
+    dst: &RegistryRef,
+    content: &ImageContent,
+    quiet: bool,
+) -> Result<String> {
+    let reg = Registry::connect(opts, dst).await?;
+    let pushed = transfer::push(&reg, dst, content, progress(quiet))
+        .await
+        .with_context(|| format!("cannot push to {dst}"))?;
+    report_stats(&reg, quiet);
+    Ok(pushed.pinned)
+}
+
+fn copy(src: &ImageRef, dst: &ImageRef, quiet: bool, transport: &TransportArgs) -> Result<()> {
+    let opts = transport.options()?;
+    let rt = runtime()?;
+    let (content, _read, _) = rt.block_on(fetch(src, &opts, quiet))?;
+    let written = match dst {
+        ImageRef::Layout(l) => {
+            let tag = l.tag_or_default();
+            layout::write_image(&l.dir, tag, &content.top, &content.blobs(), true)
+                .with_context(|| format!("cannot write {dst}"))?;
+            format!("oci:{}:{tag}@{}", l.dir.display(), content.top.digest)
+        }
+        ImageRef::Registry(r) => rt.block_on(push_content(&opts, r, &content, quiet))?,
+    };
+    writeln!(io::stdout().lock(), "{written}")?;
+    Ok(())
+}
+
+fn tag(args: TagArgs) -> Result<()> {
+    for t in &args.tags {
+        if !valid_tag(t) {
+            bail!(
+                "'{t}' is not a valid tag: use up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
+            );
+        }
+    }
+    let mut out = io::stdout().lock();
+    match &args.source {
+        ImageRef::Layout(l) => {
+            let (layout, _, top) = inspect::resolve_layout(l)?;
+            let content = ImageContent::from_layout(&layout, &top)
+                .with_context(|| format!("cannot read {}", args.source))?;
+            for t in &args.tags {
+                layout::write_image(&l.dir, t, &content.top, &content.blobs(), true)?;
+                writeln!(out, "oci:{}:{t}@{}", l.dir.display(), content.top.digest)?;
+            }
+        }
+        ImageRef::Registry(r) => {
+            let opts = args.transport.options()?;
+            runtime()?.block_on(async {
+                let reg = Registry::connect(&opts, r).await?;
+                let top = reg.get_manifest(r, None).await?;
+                for t in &args.tags {
+                    reg.put_manifest(r, t, &top.descriptor, &top.bytes).await?;
+                    writeln!(out, "{}", r.with_tag(t).pinned(&top.descriptor.digest))?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `HOST[:PORT]` as a reference, for credential lookups and checks.
+fn registry_only(registry: &str) -> Result<RegistryRef> {
+    let registry = registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let r: RegistryRef = format!("{registry}/x")
+        .parse()
+        .with_context(|| format!("'{registry}' is not a registry HOST[:PORT]"))?;
+    if r.registry != registry
+        && !(registry == "index.docker.io" || registry == "registry-1.docker.io")
+    {
+        bail!("'{registry}' is not a registry HOST[:PORT]");
+    }
+    Ok(r)
+}
+
+fn login(args: LoginArgs) -> Result<()> {
+    let r = registry_only(&args.registry)?;
+    let mut opts = args.transport.options()?;
+    if let Some(user) = &args.username {
+        let mut password = String::new();
+        io::stdin()
+            .read_to_string(&mut password)
+            .context("cannot read the password from stdin")?;
+        let password = password.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            bail!("no password on stdin");
+        }
+        opts.creds = Some(Credentials::new(user, password));
+    }
+    let Some(creds) = opts.creds.clone() else {
+        bail!(
+            "give credentials: --username USER --password-stdin, --creds USER:PASSWORD or --creds-file FILE"
+        );
+    };
+    runtime()?
+        .block_on(async {
+            let reg = Registry::connect(&opts, &r).await?;
+            reg.ping(&r).await
+        })
+        .with_context(|| format!("login to {} failed", r.registry))?;
+    let stored = opts.auth_files.login(&r.registry, &creds)?;
+    eprintln!("Login succeeded; credentials stored in {stored}");
+    Ok(())
+}
+
+fn logout(args: LogoutArgs) -> Result<()> {
+    let r = registry_only(&args.registry)?;
+    let files = AuthFiles::from_env(args.authfile);
+    for src in files.logout(&r.registry)? {
+        eprintln!("Removed credentials for {} from {src}", r.registry);
+    }
+    Ok(())
+}
+
+fn report_stats(reg: &Registry, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let s = &reg.stats;
+    let g = Stats::get;
+    let (up, skipped, down) = (
+        g(&s.blobs_uploaded),
+        g(&s.blobs_skipped),
+        g(&s.blobs_downloaded),
+    );
+    if up + skipped > 0 || g(&s.manifests_pushed) > 0 {
+        eprintln!(
+            "{}: uploaded {up} blobs ({} bytes), {skipped} already present, {} manifests",
+            reg.name(),
+            g(&s.bytes_uploaded),
+            g(&s.manifests_pushed)
+        );
+    }
+    if down > 0 {
+        eprintln!(
+            "{}: downloaded {down} blobs ({} bytes)",
+            reg.name(),
+            g(&s.bytes_downloaded)
+        );
+    }
+    if g(&s.retries) > 0 {
+        eprintln!(
+            "{}: {} retries after transient failures",
+            reg.name(),
+            g(&s.retries)
+        );
+    }
+}
+
+/// Progress bars on a terminal, nothing otherwise.
+fn progress(quiet: bool) -> Arc<dyn Progress> {
+    if quiet || !io::stderr().is_terminal() {
+        return Arc::new(NoProgress);
+    }
+    Arc::new(Bars::default())
+}
+
+/// One indicatif bar per blob.
+#[derive(Default)]
+struct Bars {
+    multi: indicatif::MultiProgress,
+    bars: Mutex<HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn bar(&self, desc: &Descriptor) -> Option<indicatif::ProgressBar> {
+        self.bars
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&desc.digest.to_string()).cloned())
+    }
+
+    fn short(desc: &Descriptor) -> String {
+        desc.digest.hex().chars().take(12).collect()
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, desc: &Descriptor, verb: &'static str) {
+        let bar = self.multi.add(indicatif::ProgressBar::new(desc.size));
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(verb);
+        bar.set_message(Self::short(desc));
+        if let Ok(mut bars) = self.bars.lock()
+            && let Some(old) = bars.insert(desc.digest.to_string(), bar)
+        {
+            old.finish_and_clear();
+        }
+    }
+
+    fn advance(&self, desc: &Descriptor, n: u64) {
+        if let Some(bar) = self.bar(desc) {
+            bar.inc(n);
+        }
+    }
+
+    fn finish(&self, desc: &Descriptor, skipped: bool) {
+        match self.bar(desc) {
+            Some(bar) if skipped => bar.finish_with_message("exists"),
+            Some(bar) => bar.finish(),
+            None if skipped => {
+                let bar = self.multi.add(indicatif::ProgressBar::new(desc.size));
+                bar.finish_with_message(format!("{} exists", Self::short(desc)));
+            }
+            None => {}
+        }
+    }
+}
+
 fn inspect(args: InspectArgs) -> Result<()> {
-    let ImageRef::Layout(r) = &args.image;
-    let (layout, tag, top) = inspect::resolve_layout(r)?;
-    let read = inspect::read_image(&layout, &top)
-        .with_context(|| format!("cannot inspect {}", args.image))?;
-    let shown = ImageRef::Layout(crate::reference::LayoutRef {
-        dir: r.dir.clone(),
-        tag: Some(tag),
-    });
+    let opts = args.transport.options()?;
+    let (_, read, shown) = runtime()?.block_on(fetch(&args.image, &opts, true))?;
     let report = inspect::report(&shown, &read);
     let mut out = io::stdout().lock();
     match args.output {

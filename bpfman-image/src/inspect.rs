@@ -13,6 +13,7 @@ use bpfman_image_spec::validate::{
 };
 use serde::Serialize;
 
+use crate::content::{ContentError, ImageContent};
 use crate::layout::{Layout, LayoutError};
 use crate::reference::{ImageRef, LayoutRef};
 
@@ -27,6 +28,10 @@ pub enum InspectError {
         #[source]
         source: ValidationError,
     },
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error("blob {digest} is referenced but was not fetched")]
+    MissingBlob { digest: Digest },
     #[error("'{media_type}' at {digest} is neither an image manifest nor an index")]
     NotAnImage { digest: Digest, media_type: String },
     #[error("layout '{dir}' holds several images ({tags}); name one: oci:{dir}:TAG")]
@@ -49,29 +54,36 @@ pub struct ReadResult {
     pub images: Vec<ReadImage>,
 }
 
-/// Reads everything `top` points at from `layout` and validates it.
-pub fn read_image(layout: &Layout, top: &Descriptor) -> Result<ReadResult, InspectError> {
+/// Validates an image held in memory (from a layout, a registry or the
+/// builder) against the spec.
+pub fn read_image(content: &ImageContent) -> Result<ReadResult, InspectError> {
+    let top = &content.top;
     let invalid = |digest: &Digest| {
         let digest = digest.clone();
         move |source| InspectError::Invalid { digest, source }
     };
+    let blob = |desc: &Descriptor| {
+        content
+            .blob(&desc.digest)
+            .ok_or_else(|| InspectError::MissingBlob {
+                digest: desc.digest.clone(),
+            })
+    };
     let read_one = |desc: &Descriptor, platform: Option<&Platform>| {
-        let manifest = layout.read_blob(desc)?;
-        let parsed = bpfman_image_spec::validate::parse_manifest(&manifest)
-            .map_err(invalid(&desc.digest))?;
-        let config = layout.read_blob(&parsed.config)?;
-        let layer = layout.read_blob(&parsed.layers[0])?;
+        let manifest = blob(desc)?;
+        let parsed =
+            bpfman_image_spec::validate::parse_manifest(manifest).map_err(invalid(&desc.digest))?;
+        let config = blob(&parsed.config)?;
+        let layer = blob(&parsed.layers[0])?;
         let image =
-            validate_image(&manifest, &config, &layer, platform).map_err(invalid(&desc.digest))?;
+            validate_image(manifest, config, layer, platform).map_err(invalid(&desc.digest))?;
         Ok::<_, InspectError>(ReadImage {
             descriptor: desc.clone(),
             image,
         })
     };
     if media::is_index(&top.media_type) {
-        // read_blob has checked the bytes against `top`.
-        let bytes = layout.read_blob(top)?;
-        let index = parse_index(&bytes).map_err(invalid(&top.digest))?;
+        let index = parse_index(blob(top)?).map_err(invalid(&top.digest))?;
         let images = index
             .manifests
             .iter()
@@ -94,6 +106,16 @@ pub fn read_image(layout: &Layout, top: &Descriptor) -> Result<ReadResult, Inspe
             media_type: top.media_type.clone(),
         })
     }
+}
+
+/// Reads and validates the image `top` names in `layout`.
+pub fn read_layout_image(
+    layout: &Layout,
+    top: &Descriptor,
+) -> Result<(ImageContent, ReadResult), InspectError> {
+    let content = ImageContent::from_layout(layout, top)?;
+    let read = read_image(&content)?;
+    Ok((content, read))
 }
 
 /// Opens a layout reference and picks its image: the tag given, or the only

@@ -6,10 +6,17 @@
 //! - [`inspect`]: reading an image back, validated, and describing it.
 //! - [`buildargs`]: bpfman's Containerfile build args.
 //! - [`reference`]: where images live.
+//! - [`content`]: an image held in memory, every blob verified.
+//! - [`registry`], [`transfer`], [`auth`]: the registry transport, whole
+//!   image pushes and pulls, and credentials.
 
+pub mod auth;
 pub mod buildargs;
 pub mod builder;
 pub mod cli;
+pub mod content;
 pub mod inspect;
 pub mod layout;
 pub mod reference;
+pub mod registry;
+pub mod transfer;
