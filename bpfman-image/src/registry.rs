@@ -104,6 +104,8 @@ pub enum RegistryError {
         operation: &'static str,
         detail: String,
     },
+    #[error("{registry} rejected the user name or password (HTTP 401); nothing was stored")]
+    LoginRejected { registry: String },
     #[error(
         "{registry} denied {operation} of {repository} (HTTP 403): the credentials lack permission"
     )]
@@ -145,7 +147,7 @@ pub enum RegistryError {
         actual: Digest,
     },
     #[error(
-        "{what} from {registry} is {received} bytes, but its descriptor says {expected}; refusing it"
+        "{what} from {registry} is {received}, but its descriptor says {expected} bytes; refusing it"
     )]
     SizeMismatch {
         registry: String,
@@ -675,7 +677,7 @@ impl Registry {
         if let Some(len) = stream.content_length
             && len != desc.size
         {
-            return Err(size_error(format!("{len} (Content-Length)")));
+            return Err(size_error(format!("{len} bytes (by its Content-Length)")));
         }
         let mut stream = stream.stream;
         let capacity = usize::try_from(desc.size).unwrap_or(0);
@@ -685,7 +687,7 @@ impl Registry {
             match stream.try_next().await {
                 Ok(Some(chunk)) => {
                     if buf.len() as u64 + chunk.len() as u64 > desc.size {
-                        return Err(size_error(format!("more than {}", desc.size)));
+                        return Err(size_error(format!("more than {} bytes", desc.size)));
                     }
                     hasher.update(&chunk);
                     buf.extend_from_slice(&chunk);
@@ -707,7 +709,7 @@ impl Registry {
             }
         }
         if (buf.len() as u64) < desc.size {
-            return Err(size_error(buf.len().to_string()));
+            return Err(size_error(format!("{} bytes", buf.len())));
         }
         let actual = Digest::from_sha256(hasher.finalize().into());
         if actual != desc.digest {
@@ -833,6 +835,11 @@ impl Registry {
             let challenge = resp
                 .headers()
                 .contains_key(reqwest::header::WWW_AUTHENTICATE);
+            if status == 401 && challenge {
+                return Err(RegistryError::LoginRejected {
+                    registry: self.registry.clone(),
+                });
+            }
             let body = read_bounded(&mut resp, 4096).await.unwrap_or_default();
             Err(self.status_error(r, "login", false, status, challenge, &body))
         })
@@ -898,7 +905,11 @@ impl Registry {
     ) -> RegistryError {
         let registry = self.registry.clone();
         match e {
-            OciDistributionError::RequestError(e) => self.reqwest_error(what, e),
+            OciDistributionError::RequestError(e) => match e.status() {
+                // From error_for_status(): the body is gone, the status says enough.
+                Some(status) => self.status_error(r, what, push, status.as_u16(), true, b""),
+                None => self.reqwest_error(what, e),
+            },
             OciDistributionError::IoError(e) => self.io_error(what, e),
             OciDistributionError::UnauthorizedError { .. } => self.unauthorized(r, push, true),
             OciDistributionError::AuthenticationFailure(message) => RegistryError::Unauthorized {

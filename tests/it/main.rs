@@ -1,7 +1,10 @@
-//! Integration tests, one binary: the CLIs against real files and real
-//! third-party tools.
+//! Integration tests, one binary: the CLIs against real files, real
+//! registries and real third-party tools.
 
 mod support;
 
 mod build;
+mod fake_registry;
 mod interop;
+mod registry;
+mod registry_harness;

@@ -41,8 +41,13 @@ pub fn skip(test: &str, reason: &str) -> bool {
 
 /// True if `tool` runs; otherwise skips (or fails in CI) with the reason.
 pub fn have_tool(test: &str, tool: &str, install: &str) -> bool {
+    have_tool_with(test, tool, "--version", install)
+}
+
+/// Like [`have_tool`], for tools that print their version with `arg`.
+pub fn have_tool_with(test: &str, tool: &str, arg: &str, install: &str) -> bool {
     let found = Command::new(tool)
-        .arg("--version")
+        .arg(arg)
         .output()
         .is_ok_and(|o| o.status.success());
     found || skip(test, &format!("{tool} is not installed ({install})"))

@@ -1,0 +1,663 @@
+//! The registry transport against real registries (Debian's
+//! `docker-registry`, plain and TLS with basic auth), skopeo both ways, and
+//! an adversarial in-process registry for faults.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::fake_registry::{FakeRegistry, Fault};
+use crate::registry_harness::{PASSWORD, TestRegistry, USER};
+use crate::support::{Run, have_tool, image, image_bin, run, testdata, tree};
+
+pub fn sha256(bytes: &[u8]) -> String {
+    bpfman_image_spec::digest::Digest::of(bytes).to_string()
+}
+
+fn obj(arch: &str, file: &str) -> String {
+    format!("{arch}={}", testdata(&format!("bpf/{file}")).display())
+}
+
+/// Builds the two-arch xdp_counter image into `dir` under `tag`; returns
+/// its digest.
+fn build_multi(dir: &Path, tag: &str) -> String {
+    let out = image(&[
+        "build",
+        "--object",
+        &obj("amd64", "xdp_counter.bpfel.o"),
+        "--object",
+        &obj("s390x", "xdp_counter.bpfeb.o"),
+        "--output",
+        &format!("oci:{}:{tag}", dir.display()),
+    ])
+    .ok();
+    pinned_digest(&out.stdout)
+}
+
+fn pinned_digest(stdout: &str) -> String {
+    stdout
+        .lines()
+        .last()
+        .and_then(|l| l.rsplit_once('@'))
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_else(|| panic!("no pinned reference in {stdout:?}"))
+}
+
+/// Runs bpfman-image with the auth environment confined to `home`.
+fn img_env(args: &[&str], home: &Path) -> Run {
+    let h = home.display().to_string();
+    let docker = home.join(".docker").display().to_string();
+    let xdg = home.join("run").display().to_string();
+    run(
+        &image_bin(),
+        args,
+        &[
+            ("HOME", h.as_str()),
+            ("DOCKER_CONFIG", docker.as_str()),
+            ("XDG_RUNTIME_DIR", xdg.as_str()),
+            ("REGISTRY_AUTH_FILE", ""),
+        ],
+    )
+}
+
+#[test]
+fn push_pull_round_trip_and_skip_existing_blobs() {
+    let Some(reg) = TestRegistry::plain("push_pull_round_trip_and_skip_existing_blobs") else {
+        return;
+    };
+    let tmp = TempDir::new().expect("tmp");
+    let src = tmp.path().join("src");
+    let digest = build_multi(&src, "v1");
+    let dst = reg.repo("ebpf/xdp-counter:v1");
+
+    let pushed = image(&["push", &format!("oci:{}:v1", src.display()), &dst]).ok();
+    assert_eq!(
+        pushed.stdout.trim(),
+        format!("{}@{digest}", reg.repo("ebpf/xdp-counter"))
+    );
+    // 2 configs + 2 layers uploaded; the index and 2 manifests put.
+    let uploads = reg.count("POST", "/v2/ebpf/xdp-counter/blobs/uploads/");
+    assert_eq!(uploads, 4, "{}", reg.log());
+    assert!(
+        pushed.stderr.contains("uploaded 4 blobs"),
+        "{}",
+        pushed.stderr
+    );
+
+    // Pushing again uploads no blob.
+    let again = image(&["push", &format!("oci:{}:v1", src.display()), &dst]).ok();
+    assert_eq!(pinned_digest(&again.stdout), digest);
+    assert_eq!(
+        reg.count("POST", "/v2/ebpf/xdp-counter/blobs/uploads/"),
+        uploads,
+        "second push started uploads:\n{}",
+        reg.log()
+    );
+    let patches = reg.count("PATCH", "/v2/ebpf/xdp-counter/blobs/uploads/");
+    assert_eq!(patches, 4, "PATCH requests");
+    assert!(
+        again.stderr.contains("uploaded 0 blobs"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("4 already present"),
+        "{}",
+        again.stderr
+    );
+
+    // Pull the whole index back: identical digest and identical blobs.
+    let pulled_dir = tmp.path().join("pulled");
+    let pulled = image(&[
+        "pull",
+        &dst,
+        "--output",
+        &format!("oci:{}", pulled_dir.display()),
+    ])
+    .ok();
+    assert_eq!(
+        pulled.stdout.trim(),
+        format!("oci:{}:v1@{digest}", pulled_dir.display())
+    );
+    let blobs = |d: &Path| {
+        tree(&d.join("blobs"))
+            .into_iter()
+            .map(|(p, b)| (p, sha256(&b)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(blobs(&src), blobs(&pulled_dir));
+
+    // By digest, into a new tag; the tag in the reference does not matter.
+    let by_digest = format!("{}@{digest}", reg.repo("ebpf/xdp-counter"));
+    let out = image(&[
+        "pull",
+        &by_digest,
+        "--output",
+        &format!("oci:{}:pinned", pulled_dir.display()),
+    ])
+    .ok();
+    assert_eq!(pinned_digest(&out.stdout), digest);
+
+    // inspect shows the same thing for the registry and the layout.
+    let remote = image(&["inspect", "--output", "json", &dst]).ok();
+    let local = image(&[
+        "inspect",
+        "--output",
+        "json",
+        &format!("oci:{}:v1", src.display()),
+    ])
+    .ok();
+    let mut remote: Value = serde_json::from_str(&remote.stdout).expect("json");
+    let mut local: Value = serde_json::from_str(&local.stdout).expect("json");
+    assert_eq!(remote["reference"], dst.as_str());
+    remote["reference"] = Value::Null;
+    local["reference"] = Value::Null;
+    assert_eq!(remote, local);
+}
+
+#[test]
+fn build_push_tag_and_copy_between_repositories() {
+    let Some(reg) = TestRegistry::plain("build_push_tag_and_copy_between_repositories") else {
+        return;
+    };
+    let tmp = TempDir::new().expect("tmp");
+    // build --push without a layout.
+    let out = image(&[
+        "build",
+        "--object",
+        &obj("amd64", "xdp_counter.bpfel.o"),
+        "--push",
+        &reg.repo("ebpf/single:v1"),
+    ])
+    .ok();
+    let digest = pinned_digest(&out.stdout);
+    assert_eq!(
+        digest, "sha256:7796582091bc582f022da1eea5f6f2382890504d037c6d7b7f1dcc0603566f20",
+        "the same bytes as a layout build"
+    );
+
+    // tag: the new tag names the same manifest.
+    let tagged = image(&["tag", &reg.repo("ebpf/single:v1"), "stable", "v1.0.0"]).ok();
+    assert_eq!(tagged.stdout.lines().count(), 2);
+    let stable = image(&[
+        "inspect",
+        "--output",
+        "json",
+        &reg.repo("ebpf/single:stable"),
+    ])
+    .ok();
+    let v: Value = serde_json::from_str(&stable.stdout).expect("json");
+    assert_eq!(v["digest"], digest.as_str());
+
+    // copy registry -> registry (another repository) -> layout.
+    let copied = image(&[
+        "copy",
+        &reg.repo("ebpf/single:stable"),
+        &reg.repo("mirror/single:v1"),
+    ])
+    .ok();
+    assert_eq!(pinned_digest(&copied.stdout), digest);
+    let dir = tmp.path().join("copy");
+    let out = image(&[
+        "copy",
+        &reg.repo("mirror/single:v1"),
+        &format!("oci:{}:m", dir.display()),
+    ])
+    .ok();
+    assert_eq!(pinned_digest(&out.stdout), digest);
+
+    // Unknown tag and unknown repository: clear, specific errors.
+    image(&["inspect", &reg.repo("ebpf/single:nope")])
+        .fails_with("manifest ebpf/single:nope not found in ebpf/single on");
+    image(&[
+        "pull",
+        &reg.repo("no/such:v1"),
+        "--output",
+        &format!("oci:{}", tmp.path().join("x").display()),
+    ])
+    .fails_with("not found");
+    assert!(!tmp.path().join("x").exists());
+    // A pinned push refuses other bytes.
+    let bad = format!("{}@sha256:{}", reg.repo("ebpf/single"), "0".repeat(64));
+    image(&["push", &format!("oci:{}:m", dir.display()), &bad])
+        .fails_with("is pinned to sha256:000");
+}
+
+#[test]
+fn tls_registry_with_basic_auth() {
+    let Some(reg) = TestRegistry::tls_with_auth("tls_registry_with_basic_auth") else {
+        return;
+    };
+    let ca = reg.ca.clone().expect("ca");
+    let ca_s = ca.display().to_string();
+    let tmp = TempDir::new().expect("tmp");
+    let home = tmp.path().join("home");
+    let src = tmp.path().join("src");
+    let digest = build_multi(&src, "v1");
+    let src_ref = format!("oci:{}:v1", src.display());
+    let dst = reg.repo("secure/xdp:v1");
+    let no_certs_d = tmp.path().join("empty-certs.d");
+    let no_certs_d = no_certs_d.display().to_string();
+
+    // Untrusted CA: a TLS error that says what to do, never a fall back to HTTP.
+    img_env(
+        &[
+            "push",
+            &src_ref,
+            &dst,
+            "--certs-d",
+            &no_certs_d,
+            "--retries",
+            "0",
+        ],
+        &home,
+    )
+    .fails_with("--ca-file");
+    assert_eq!(reg.count("POST", "/blobs/uploads/"), 0);
+
+    // Trusted, but no credentials.
+    img_env(
+        &[
+            "push",
+            &src_ref,
+            &dst,
+            "--ca-file",
+            &ca_s,
+            "--certs-d",
+            &no_certs_d,
+        ],
+        &home,
+    )
+    .fails_with("no credentials for it were found; run bpfman-image login");
+
+    // Wrong password: login fails and stores nothing.
+    let login = |password: &str| {
+        let mut cmd = std::process::Command::new(image_bin());
+        cmd.args([
+            "login",
+            &reg.addr,
+            "-u",
+            USER,
+            "--password-stdin",
+            "--ca-file",
+            &ca_s,
+        ])
+        .env("HOME", &home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("REGISTRY_AUTH_FILE", "")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn login");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("login");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("login -> {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains(password), "the password leaked: {stderr}");
+        (out.status.success(), stderr)
+    };
+    let (ok, stderr) = login("wrong");
+    assert!(!ok);
+    assert!(
+        stderr.contains("rejected the user name or password"),
+        "{stderr}"
+    );
+    let config = home.join(".docker/config.json");
+    assert!(!config.exists());
+
+    // Right password: stored with mode 0600, and used from then on.
+    let (ok, stderr) = login(PASSWORD);
+    assert!(ok, "{stderr}");
+    let mode = fs::metadata(&config)
+        .expect("config.json")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let stored: Value = serde_json::from_slice(&fs::read(&config).expect("read")).expect("json");
+    assert!(stored["auths"][&reg.addr]["auth"].is_string());
+
+    let pushed = img_env(
+        &[
+            "push",
+            &src_ref,
+            &dst,
+            "--ca-file",
+            &ca_s,
+            "--certs-d",
+            &no_certs_d,
+        ],
+        &home,
+    )
+    .ok();
+    assert_eq!(pinned_digest(&pushed.stdout), digest);
+    assert!(!pushed.stderr.contains(PASSWORD));
+
+    // The CA from a certs.d directory instead of --ca-file.
+    let certs_d = tmp.path().join("certs.d");
+    fs::create_dir_all(certs_d.join(&reg.addr)).expect("mkdir");
+    fs::copy(&ca, certs_d.join(&reg.addr).join("ca.crt")).expect("copy ca");
+    let pulled = tmp.path().join("pulled");
+    let out = img_env(
+        &[
+            "pull",
+            &dst,
+            "--output",
+            &format!("oci:{}", pulled.display()),
+            "--certs-d",
+            &certs_d.display().to_string(),
+        ],
+        &home,
+    )
+    .ok();
+    assert_eq!(pinned_digest(&out.stdout), digest);
+
+    // --creds overrides the file; a wrong one is named as the culprit.
+    img_env(
+        &[
+            "inspect",
+            &dst,
+            "--ca-file",
+            &ca_s,
+            "--creds",
+            &format!("{USER}:nope"),
+        ],
+        &home,
+    )
+    .fails_with("the credentials from --creds were rejected");
+    // --creds-file works and its secret is not echoed.
+    let creds_file = tmp.path().join("creds");
+    fs::write(&creds_file, format!("{USER}:{PASSWORD}\n")).expect("creds");
+    let out = img_env(
+        &[
+            "inspect",
+            &dst,
+            "--ca-file",
+            &ca_s,
+            "--creds-file",
+            &creds_file.display().to_string(),
+        ],
+        &home,
+    )
+    .ok();
+    assert!(out.stdout.contains(&digest));
+
+    // logout removes the entry; access is refused again.
+    img_env(&["logout", &reg.addr], &home).ok();
+    img_env(&["inspect", &dst, "--ca-file", &ca_s], &home)
+        .fails_with("no credentials for it were found");
+    img_env(&["logout", &reg.addr], &home).fails_with("not logged in to");
+}
+
+#[test]
+fn skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes() {
+    let test = "skopeo_reads_what_we_push_and_we_pull_what_skopeo_pushes";
+    if !have_tool(test, "skopeo", "apt-get install skopeo") {
+        return;
+    }
+    let Some(reg) = TestRegistry::plain(test) else {
+        return;
+    };
+    let tmp = TempDir::new().expect("tmp");
+    let src = tmp.path().join("src");
+    let digest = build_multi(&src, "v1");
+    image(&[
+        "push",
+        &format!("oci:{}:v1", src.display()),
+        &reg.repo("ours/xdp:v1"),
+    ])
+    .ok();
+
+    let skopeo = |args: &[&str]| run(Path::new("skopeo"), args, &[]);
+    let docker_ref = format!("docker://{}", reg.repo("ours/xdp:v1"));
+    let raw = skopeo(&["inspect", "--tls-verify=false", "--raw", &docker_ref]).ok();
+    assert_eq!(sha256(raw.stdout.as_bytes()), digest);
+    for arch in ["amd64", "s390x"] {
+        let out = skopeo(&[
+            "--override-arch",
+            arch,
+            "--override-os",
+            "linux",
+            "inspect",
+            "--tls-verify=false",
+            &docker_ref,
+        ])
+        .ok();
+        let v: Value = serde_json::from_str(&out.stdout).expect("json");
+        assert_eq!(v["Labels"]["io.ebpf.programs"], r#"{"xdp_stats":"xdp"}"#);
+        assert_eq!(v["Architecture"], arch);
+    }
+    let copied = tmp.path().join("skopeo-copy");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &docker_ref,
+        &format!("oci:{}:v1", copied.display()),
+    ])
+    .ok();
+    let out = image(&[
+        "inspect",
+        "--output",
+        "json",
+        &format!("oci:{}:v1", copied.display()),
+    ])
+    .ok();
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["digest"], digest.as_str());
+
+    // skopeo pushes, converting to Docker v2 schema 2 (a layout and media
+    // types we did not write); we pull and validate it.
+    let single = tmp.path().join("single");
+    image(&[
+        "build",
+        "--object",
+        &obj("amd64", "xdp_counter.bpfel.o"),
+        "--output",
+        &format!("oci:{}:s", single.display()),
+    ])
+    .ok();
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:s", single.display()),
+        &format!("docker://{}", reg.repo("theirs/xdp:v2s2")),
+    ])
+    .ok();
+    let theirs = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{}", reg.repo("theirs/xdp:v2s2")),
+    ])
+    .ok();
+    assert!(
+        theirs
+            .stdout
+            .contains("application/vnd.docker.distribution.manifest.v2+json")
+    );
+    let pulled = tmp.path().join("pulled");
+    let out = image(&[
+        "pull",
+        &reg.repo("theirs/xdp:v2s2"),
+        "--output",
+        &format!("oci:{}", pulled.display()),
+    ])
+    .ok();
+    assert_eq!(pinned_digest(&out.stdout), sha256(theirs.stdout.as_bytes()));
+    let shown = image(&["inspect", &format!("oci:{}:v2s2", pulled.display())]).ok();
+    assert!(shown.stdout.contains("xdp_stats"), "{}", shown.stdout);
+}
+
+/// The single-arch image, as the fake registry serves it.
+struct Served {
+    manifest: Vec<u8>,
+    blobs: Vec<(String, Vec<u8>)>,
+    layer: String,
+}
+
+fn served_image(dir: &Path) -> Served {
+    image(&[
+        "build",
+        "--object",
+        &obj("amd64", "xdp_counter.bpfel.o"),
+        "--output",
+        &format!("oci:{}:v1", dir.display()),
+    ])
+    .ok();
+    let index: Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).expect("index")).expect("json");
+    let blob = |d: &str| {
+        fs::read(
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
+        )
+        .expect("blob")
+    };
+    let mdigest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let manifest = blob(mdigest);
+    let m: Value = serde_json::from_slice(&manifest).expect("json");
+    let config = m["config"]["digest"].as_str().expect("config").to_string();
+    let layer = m["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_string();
+    Served {
+        blobs: vec![
+            (config.clone(), blob(&config)),
+            (layer.clone(), blob(&layer)),
+        ],
+        manifest,
+        layer,
+    }
+}
+
+/// Pulls from a fake registry with `fault`; returns the run and whether the
+/// output directory's parent holds anything but the source layout.
+fn pull_with_fault(fault: Fault, extra: &[&str]) -> (Run, FakeRegistry, Vec<PathBuf>) {
+    let tmp = TempDir::new().expect("tmp");
+    let served = served_image(&tmp.path().join("src"));
+    let fake = FakeRegistry::start(
+        fault,
+        "v1",
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            served.manifest,
+        ),
+        served.blobs,
+        &served.layer,
+    );
+    let out_dir = tmp.path().join("out");
+    let mut args = vec![
+        "pull".to_string(),
+        format!("{}/test/img:v1", fake.addr),
+        "--output".into(),
+        format!("oci:{}:v1", out_dir.display()),
+        "--retry-delay-ms".into(),
+        "10".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = image(&args);
+    let left: Vec<PathBuf> = fs::read_dir(tmp.path())
+        .expect("read")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "src"))
+        .collect();
+    (r, fake, left)
+}
+
+fn assert_fault(fault: Fault, extra: &[&str], needle: &str) -> FakeRegistry {
+    let (r, fake, left) = pull_with_fault(fault, extra);
+    r.fails_with(needle);
+    assert!(left.is_empty(), "{fault:?} left files behind: {left:?}");
+    fake
+}
+
+#[test]
+fn fake_registry_serves_a_good_image() {
+    let (r, _, left) = pull_with_fault(Fault::None, &[]);
+    r.ok();
+    assert_eq!(left.len(), 1, "the pulled layout");
+}
+
+#[test]
+fn fault_blob_bytes_do_not_match_digest() {
+    assert_fault(Fault::BlobWrongBytes, &[], "does not match its digest");
+}
+
+#[test]
+fn fault_blob_shorter_than_descriptor() {
+    assert_fault(Fault::BlobShort, &[], "but its descriptor says");
+}
+
+#[test]
+fn fault_blob_longer_than_descriptor() {
+    assert_fault(Fault::BlobLong, &[], "but its descriptor says");
+    assert_fault(Fault::BlobLongChunked, &[], "is more than");
+}
+
+#[test]
+fn fault_manifest_over_size_limit() {
+    assert_fault(Fault::HugeManifest, &[], "over the 4194304-byte limit");
+}
+
+#[test]
+fn fault_401_without_challenge() {
+    assert_fault(Fault::Unauthorized, &[], "no WWW-Authenticate challenge");
+}
+
+#[test]
+fn fault_404() {
+    assert_fault(
+        Fault::NotFound,
+        &[],
+        "manifest test/img:v1 not found in test/img",
+    );
+}
+
+#[test]
+fn fault_500_then_success_is_retried() {
+    let (r, fake, left) = pull_with_fault(Fault::ServerErrorOnce, &[]);
+    let r = r.ok();
+    assert!(r.stderr.contains("1 retries"), "{}", r.stderr);
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        fake.manifest_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+}
+
+#[test]
+fn fault_500_forever_gives_up() {
+    let fake = assert_fault(
+        Fault::ServerErrorAlways,
+        &["--retries", "2"],
+        "gave up on manifest test/img:v1 after 3 attempts",
+    );
+    assert_eq!(
+        fake.manifest_requests
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}
+
+#[test]
+fn fault_stalled_server_times_out() {
+    let (r, _, left) = pull_with_fault(Fault::Stall, &["--timeout", "1", "--retries", "1"]);
+    let r = r.fails_with("timed out waiting for");
+    assert!(r.stderr.contains("after 2 attempts"), "{}", r.stderr);
+    assert!(left.is_empty());
+}
