@@ -400,22 +400,25 @@ fn candidate_keys(registry: &str) -> Vec<String> {
     keys
 }
 
+/// `credHelpers[registry]`.
+fn registry_helper(config: &Config, registry: &str) -> Option<String> {
+    let helpers = config.get("credHelpers").and_then(Value::as_object)?;
+    candidate_keys(registry)
+        .iter()
+        .find_map(|k| helpers.get(k).and_then(Value::as_str).map(String::from))
+}
+
+/// `credsStore`, the helper for every registry without its own.
+fn store_helper(config: &Config) -> Option<String> {
+    config
+        .get("credsStore")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+}
+
 fn helper_for(config: &Config, registry: &str) -> Option<String> {
-    let per_registry = config
-        .get("credHelpers")
-        .and_then(Value::as_object)
-        .and_then(|h| {
-            candidate_keys(registry)
-                .iter()
-                .find_map(|k| h.get(k).and_then(Value::as_str).map(String::from))
-        });
-    per_registry.or_else(|| {
-        config
-            .get("credsStore")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-    })
+    registry_helper(config, registry).or_else(|| store_helper(config))
 }
 
 fn lookup_in(
@@ -425,15 +428,7 @@ fn lookup_in(
 ) -> Result<Option<(Credentials, CredentialSource)>, AuthError> {
     let registry = r.registry.as_str();
     let server = helper_server(registry);
-    if let Some(helper) = config
-        .get("credHelpers")
-        .and_then(Value::as_object)
-        .and_then(|h| {
-            candidate_keys(registry)
-                .iter()
-                .find_map(|k| h.get(k).and_then(Value::as_str).map(String::from))
-        })
-    {
+    if let Some(helper) = registry_helper(config, registry) {
         return helper_get(&helper, &server);
     }
     if let Some(Value::Object(auths)) = config.get("auths") {
@@ -456,12 +451,8 @@ fn lookup_in(
             }
         }
     }
-    if let Some(helper) = config
-        .get("credsStore")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        return helper_get(helper, &server);
+    if let Some(helper) = store_helper(config) {
+        return helper_get(&helper, &server);
     }
     Ok(None)
 }

@@ -661,3 +661,100 @@ fn fault_stalled_server_times_out() {
     assert!(r.stderr.contains("after 2 attempts"), "{}", r.stderr);
     assert!(left.is_empty());
 }
+
+/// A docker credential helper speaking the real protocol (get/store/erase
+/// on stdin/stdout), keeping one file per server in $BPFMAN_TEST_HELPER_STORE.
+const HELPER: &str = r#"#!/bin/sh
+store="${BPFMAN_TEST_HELPER_STORE:?}"
+key() { printf '%s' "$1" | tr '/:' '__'; }
+case "$1" in
+get)
+	read -r server
+	if [ -f "$store/$(key "$server")" ]; then cat "$store/$(key "$server")"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+store)
+	input=$(cat)
+	server=$(printf '%s' "$input" | sed -n 's/.*"ServerURL":"\([^"]*\)".*/\1/p')
+	printf '%s' "$input" > "$store/$(key "$server")" ;;
+erase)
+	read -r server
+	rm -f "$store/$(key "$server")" ;;
+*) echo "unknown action $1"; exit 1 ;;
+esac
+"#;
+
+#[test]
+fn credential_helper_stores_and_supplies_credentials() {
+    let Some(reg) =
+        TestRegistry::tls_with_auth("credential_helper_stores_and_supplies_credentials")
+    else {
+        return;
+    };
+    let tmp = TempDir::new().expect("tmp");
+    let home = tmp.path().join("home");
+    let bin = tmp.path().join("bin");
+    let store = tmp.path().join("store");
+    for d in [&bin, &store, &home.join(".docker")] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    let helper = bin.join("docker-credential-bpfmantest");
+    fs::write(&helper, HELPER).expect("helper");
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = home.join(".docker/config.json");
+    fs::write(&config, r#"{"credsStore":"bpfmantest"}"#).expect("config");
+
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ca = reg.ca.clone().expect("ca").display().to_string();
+    let env = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        if args[0] != "logout" {
+            all.extend(["--ca-file", &ca]);
+        }
+        let h = home.display().to_string();
+        let docker = home.join(".docker").display().to_string();
+        let st = store.display().to_string();
+        run(
+            &image_bin(),
+            &all,
+            &[
+                ("HOME", h.as_str()),
+                ("DOCKER_CONFIG", docker.as_str()),
+                ("XDG_RUNTIME_DIR", h.as_str()),
+                ("REGISTRY_AUTH_FILE", ""),
+                ("BPFMAN_TEST_HELPER_STORE", st.as_str()),
+                ("PATH", path.as_str()),
+            ],
+        )
+    };
+    let out = env(&["login", &reg.addr, "--creds", &format!("{USER}:{PASSWORD}")]).ok();
+    assert!(
+        out.stderr
+            .contains("credential helper docker-credential-bpfmantest"),
+        "{}",
+        out.stderr
+    );
+    // The helper has the secret; the config file does not.
+    assert!(
+        !fs::read_to_string(&config)
+            .expect("config")
+            .contains("auth")
+    );
+    assert_eq!(fs::read_dir(&store).expect("store").count(), 1);
+
+    let src = tmp.path().join("src");
+    let digest = build_multi(&src, "v1");
+    let out = env(&[
+        "push",
+        &format!("oci:{}:v1", src.display()),
+        &reg.repo("helper/xdp:v1"),
+    ])
+    .ok();
+    assert_eq!(pinned_digest(&out.stdout), digest);
+
+    env(&["logout", &reg.addr]).ok();
+    assert_eq!(fs::read_dir(&store).expect("store").count(), 0);
+    env(&["inspect", &reg.repo("helper/xdp:v1")]).fails_with("no credentials for it were found");
+}
