@@ -379,8 +379,11 @@ fn write_blob(dir: &Path, bytes: &[u8]) -> Result<Option<PathBuf>, LayoutError> 
 /// Writes to a temporary file in the same directory, syncs, renames.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Layouts are shared content: readable by all, like skopeo's (umask
+    // still applies). tempfile's default would be 0600.
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)
         .map_err(io_err("create a temporary file in", dir))?;
     tmp.write_all(bytes)

@@ -263,6 +263,8 @@ pub struct Registry {
     attempts: u32,
     retry_delay: Duration,
     certs_hint: String,
+    /// `/v2/` answers 200 without credentials: no auth at all.
+    open: bool,
     pub stats: Stats,
 }
 
@@ -348,6 +350,7 @@ impl Registry {
             attempts: opts.attempts.max(1),
             retry_delay: opts.retry_delay,
             certs_hint,
+            open: false,
             stats: Stats::default(),
         };
         if listed {
@@ -355,6 +358,18 @@ impl Registry {
         } else if is_loopback(&host) && this.speaks_plain_http().await? {
             tracing::info!(registry = %registry, "loopback registry speaks plain HTTP; using it");
             this.use_http(opts, &certs);
+        }
+        if this.auth == RegistryAuth::Anonymous {
+            // An open registry needs no auth dance. Skipping it matters:
+            // oci-client, holding no token, would otherwise ask `/v2/` for
+            // a challenge again before every request.
+            let url = format!("{}://{}/v2/", this.scheme, api_host(&registry));
+            this.open = this
+                .http
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 200);
         }
         Ok(this)
     }
@@ -448,12 +463,26 @@ impl Registry {
         }
     }
 
+    /// Authenticates for `r` up front (pull, and push if asked), so that
+    /// concurrent transfers that follow share one token instead of racing
+    /// to fetch their own.
+    pub async fn prepare(&self, r: &RegistryRef, push: bool) -> Result<(), RegistryError> {
+        self.authorize(r, false).await?;
+        if push {
+            self.authorize(r, true).await?;
+        }
+        Ok(())
+    }
+
     /// Authenticates for `r` (once per repository and operation).
     async fn authorize(
         &self,
         r: &RegistryRef,
         push: bool,
     ) -> Result<Option<String>, RegistryError> {
+        if self.open {
+            return Ok(None);
+        }
         let key = (r.repository.clone(), push);
         if let Some(token) = self.lock_tokens().get(&key) {
             return Ok(token.clone());

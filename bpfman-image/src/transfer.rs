@@ -49,6 +49,7 @@ pub async fn pull(
         source_ref: r.to_string(),
         source,
     };
+    reg.prepare(r, false).await?;
     let top = reg.get_manifest(r, None).await?;
     let mut content = ImageContent::new(top.descriptor.clone());
     let mut manifests = Vec::new();
@@ -112,6 +113,7 @@ pub async fn push(
             actual: top.digest.clone(),
         });
     }
+    reg.prepare(r, true).await?;
     let blob = |d: &Descriptor| content.blob(&d.digest).unwrap_or_default();
     futures_util::stream::iter(content.descriptors().iter().filter(|d| !is_document(d)))
         .map(|d| reg.put_blob(r, d, blob(d), progress.clone()))

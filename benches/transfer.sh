@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Registry transfer benchmark: push then pull of the same image to the same
+# local registry (Debian's docker-registry on 127.0.0.1), by bpfman-image and,
+# in the same run, by `skopeo copy` doing the same two transfers. Each round
+# uses a fresh repository, so every push uploads every blob and every pull
+# downloads it. Prints the median of each and the ratio ours/skopeo.
+#
+#   benches/transfer.sh            # ROUNDS=7 by default
+#   ROUNDS=15 benches/transfer.sh
+#
+# Needs: docker-registry, skopeo, llvm-objcopy-14 (for the large image),
+# python3 (a free port). Release build of bpfman-image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-7}
+
+for tool in docker-registry skopeo llvm-objcopy-14 python3; do
+	command -v "$tool" >/dev/null || { echo "benches/transfer.sh needs $tool" >&2; exit 1; }
+done
+
+cargo build --release --quiet -p bpfman-image
+BIN=$PWD/target/release/bpfman-image
+
+work=$(mktemp -d)
+reg_pid=
+cleanup() {
+	[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$port
+cat >"$work/config.yml" <<CONF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/data
+http:
+  addr: $REG
+CONF
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+reg_pid=$!
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.1
+done
+
+# Two images: the multi-arch example (small, many requests) and a single
+# object carrying 16 MiB of incompressible data (throughput, chunked upload).
+"$BIN" build -q --output "oci:$work/small:v1" \
+	--object amd64=testdata/bpf/xdp_counter.bpfel.o \
+	--object s390x=testdata/bpf/xdp_counter.bpfeb.o >/dev/null
+head -c $((16 << 20)) /dev/urandom >"$work/payload.bin"
+llvm-objcopy-14 --add-section .bench_payload="$work/payload.bin" \
+	--set-section-flags .bench_payload=readonly,data \
+	testdata/bpf/xdp_counter.bpfel.o "$work/large.bpfel.o"
+"$BIN" build -q --output "oci:$work/large:v1" --object "$work/large.bpfel.o" >/dev/null
+
+real_home=$HOME
+now() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ms() { awk -v n="$1" 'BEGIN {printf "%.1f", n/1e6}'; }
+
+printf '%-6s %-8s %10s %10s %10s\n' image tool "push ms" "pull ms" "total ms"
+for img in small large; do
+	size=$(du -sb "$work/$img/blobs" | cut -f1)
+	: >"$work/ours" && : >"$work/skopeo"
+	for i in $(seq "$ROUNDS"); do
+		a=$(now)
+		"$BIN" push -q "oci:$work/$img:v1" "$REG/ours-$img-$i:v1" >/dev/null
+		b=$(now)
+		"$BIN" pull -q "$REG/ours-$img-$i:v1" --output "oci:$work/pulled-ours-$img-$i:v1" >/dev/null
+		c=$(now)
+		echo "$((b - a)) $((c - b))" >>"$work/ours"
+
+		# A fresh HOME per round: skopeo's blob-info cache would otherwise
+		# turn uploads into cross-repository mounts of earlier rounds' blobs.
+		export HOME="$work/skopeo-home-$img-$i"
+		a=$(now)
+		skopeo copy -q --all --dest-tls-verify=false "oci:$work/$img:v1" "docker://$REG/skopeo-$img-$i:v1"
+		b=$(now)
+		skopeo copy -q --all --src-tls-verify=false "docker://$REG/skopeo-$img-$i:v1" "oci:$work/pulled-skopeo-$img-$i:v1"
+		c=$(now)
+		echo "$((b - a)) $((c - b))" >>"$work/skopeo"
+		export HOME="$real_home"
+	done
+	for tool in ours skopeo; do
+		push=$(cut -d' ' -f1 "$work/$tool" | median)
+		pull=$(cut -d' ' -f2 "$work/$tool" | median)
+		eval "${tool}_push=$push ${tool}_pull=$pull"
+		printf '%-6s %-8s %10s %10s %10s\n' "$img" "$tool" "$(ms "$push")" "$(ms "$pull")" "$(ms $((push + pull)))"
+	done
+	awk -v op="$ours_push" -v sp="$skopeo_push" -v ol="$ours_pull" -v sl="$skopeo_pull" -v n="$size" -v img="$img" 'BEGIN {
+		printf "%-6s ratio    %10.2f %10.2f %10.2f   (bpfman-image / skopeo; %d bytes of blobs, median of rounds)\n",
+			img, op/sp, ol/sl, (op+ol)/(sp+sl), n }'
+done
+echo "rounds: $ROUNDS; registry: docker-registry $(docker-registry --version | awk '{print $NF}') on $REG; $(skopeo --version)"
