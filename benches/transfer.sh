@@ -61,7 +61,6 @@ llvm-objcopy-14 --add-section .bench_payload="$work/payload.bin" \
 	testdata/bpf/xdp_counter.bpfel.o "$work/large.bpfel.o"
 "$BIN" build -q --output "oci:$work/large:v1" --object "$work/large.bpfel.o" >/dev/null
 
-real_home=$HOME
 now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { awk -v n="$1" 'BEGIN {printf "%.1f", n/1e6}'; }
@@ -78,16 +77,15 @@ for img in small large; do
 		c=$(now)
 		echo "$((b - a)) $((c - b))" >>"$work/ours"
 
-		# A fresh HOME per round: skopeo's blob-info cache would otherwise
-		# turn uploads into cross-repository mounts of earlier rounds' blobs.
-		export HOME="$work/skopeo-home-$img-$i"
+		# skopeo really uploads here (its --debug log shows POST, PATCH,
+		# PUT per blob): the source is a layout, so its blob-info cache has
+		# no repository to mount from.
 		a=$(now)
 		skopeo copy -q --all --dest-tls-verify=false "oci:$work/$img:v1" "docker://$REG/skopeo-$img-$i:v1"
 		b=$(now)
 		skopeo copy -q --all --src-tls-verify=false "docker://$REG/skopeo-$img-$i:v1" "oci:$work/pulled-skopeo-$img-$i:v1"
 		c=$(now)
 		echo "$((b - a)) $((c - b))" >>"$work/skopeo"
-		export HOME="$real_home"
 	done
 	for tool in ours skopeo; do
 		push=$(cut -d' ' -f1 "$work/$tool" | median)
