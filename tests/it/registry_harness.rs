@@ -175,18 +175,23 @@ fn htpasswd_present(test: &str) -> bool {
 fn make_certs(dir: &Path) -> PathBuf {
     let p = |f: &str| dir.join(f).display().to_string();
     let openssl = |args: &[&str]| run(Path::new("openssl"), args, &[]).ok();
-    openssl(&[
-        "req",
-        "-x509",
+    // A P-256 key, unencrypted.
+    const EC_KEY: [&str; 5] = [
         "-newkey",
         "ec",
         "-pkeyopt",
         "ec_paramgen_curve:prime256v1",
         "-nodes",
+    ];
+    let ca_key = p("ca.key");
+    let ca_crt = p("ca.crt");
+    let mut args = vec!["req", "-x509"];
+    args.extend(EC_KEY);
+    args.extend([
         "-keyout",
-        &p("ca.key"),
+        &ca_key,
         "-out",
-        &p("ca.crt"),
+        &ca_crt,
         "-days",
         "2",
         "-subj",
@@ -196,20 +201,20 @@ fn make_certs(dir: &Path) -> PathBuf {
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+    openssl(&args);
+    let leaf_key = p("leaf.key");
+    let leaf_csr = p("leaf.csr");
+    let mut args = vec!["req"];
+    args.extend(EC_KEY);
+    args.extend([
         "-keyout",
-        &p("leaf.key"),
+        &leaf_key,
         "-out",
-        &p("leaf.csr"),
+        &leaf_csr,
         "-subj",
         "/CN=127.0.0.1",
     ]);
+    openssl(&args);
     std::fs::write(
         dir.join("leaf.ext"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
