@@ -758,3 +758,23 @@ fn credential_helper_stores_and_supplies_credentials() {
     assert_eq!(fs::read_dir(&store).expect("store").count(), 0);
     env(&["inspect", &reg.repo("helper/xdp:v1")]).fails_with("no credentials for it were found");
 }
+
+#[test]
+fn plain_http_only_for_listed_registries() {
+    let Some(reg) = TestRegistry::plain_non_loopback("plain_http_only_for_listed_registries")
+    else {
+        return;
+    };
+    let tmp = TempDir::new().expect("tmp");
+    let src = tmp.path().join("src");
+    let digest = build_multi(&src, "v1");
+    let src_ref = format!("oci:{}:v1", src.display());
+    let dst = reg.repo("insecure/xdp:v1");
+    // Not loopback, not listed: HTTPS only, and the error says how to opt in.
+    image(&["push", &src_ref, &dst, "--retries", "0"])
+        .fails_with(&format!("--insecure-registry {}", reg.addr));
+    assert_eq!(reg.count("POST", "/blobs/uploads/"), 0);
+    // Listed: plain HTTP.
+    let out = image(&["push", &src_ref, &dst, "--insecure-registry", &reg.addr]).ok();
+    assert_eq!(pinned_digest(&out.stdout), digest);
+}

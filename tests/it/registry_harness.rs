@@ -32,7 +32,33 @@ impl TestRegistry {
         if !have_tool(test, "docker-registry", "apt-get install docker-registry") {
             return None;
         }
-        Some(Self::start(false))
+        Some(Self::start(false, "127.0.0.1"))
+    }
+
+    /// A plain-HTTP registry on this machine's first global (non-loopback)
+    /// IPv4 address, or `None` if the test must skip.
+    pub fn plain_non_loopback(test: &str) -> Option<Self> {
+        if !have_tool(test, "docker-registry", "apt-get install docker-registry") {
+            return None;
+        }
+        let out = std::process::Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "scope", "global"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ip = text
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next())
+            .map(String::from);
+        match ip {
+            Some(ip) => Some(Self::start(false, &ip)),
+            None => {
+                crate::support::skip(test, "this machine has no global IPv4 address");
+                None
+            }
+        }
     }
 
     /// A TLS registry requiring [`USER`]/[`PASSWORD`], or `None` if the test
@@ -44,10 +70,10 @@ impl TestRegistry {
         {
             return None;
         }
-        Some(Self::start(true))
+        Some(Self::start(true, "127.0.0.1"))
     }
 
-    fn start(tls: bool) -> Self {
+    fn start(tls: bool, host: &str) -> Self {
         let dir = TempDir::new().expect("tmp");
         let mut extra = String::new();
         let mut ca = None;
@@ -63,8 +89,8 @@ impl TestRegistry {
         // A port that was free a moment ago; retried if taken meanwhile.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let port = free_port();
-            let addr = format!("127.0.0.1:{port}");
+            let port = free_port(host);
+            let addr = format!("{host}:{port}");
             let tls_conf = if tls {
                 format!(
                     "  tls:\n    certificate: {}\n    key: {}\n",
@@ -152,8 +178,8 @@ fn wait_ready(child: &mut Child, addr: &str) -> bool {
     false
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+fn free_port(host: &str) -> u16 {
+    TcpListener::bind((host, 0))
         .and_then(|l| l.local_addr())
         .expect("bind")
         .port()
