@@ -14,7 +14,6 @@
 //! Secrets are held in [`Credentials`], whose `Debug` redacts them; no error
 //! message here ever includes one.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -567,19 +566,6 @@ fn run_helper(
         return Err(fail(text.trim().to_string()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Registries with an entry in `path`'s `auths` (for tests and `login`
-/// output).
-pub fn logged_in(path: &Path) -> Result<BTreeMap<String, bool>, AuthError> {
-    Ok(read_config(path)?
-        .and_then(|c| c.get("auths").and_then(Value::as_object).cloned())
-        .map(|a| {
-            a.into_iter()
-                .map(|(k, v)| (k, v.get("auth").is_some()))
-                .collect()
-        })
-        .unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -369,7 +369,6 @@ fn build(args: BuildArgs) -> Result<()> {
         force_index: args.index,
     };
     let built = builder::build(&opts)?;
-    let content = ImageContent::from_built(&built);
     let mut out = io::stdout().lock();
     let mut verb = "built";
     if let Some(output) = &args.output {
@@ -406,6 +405,7 @@ fn build(args: BuildArgs) -> Result<()> {
     }
     if let Some(dst) = &args.push {
         let opts = args.transport.options()?;
+        let content = ImageContent::from_built(&built);
         let pushed = runtime()?.block_on(push_content(&opts, dst, &content, args.quiet))?;
         writeln!(out, "{pushed}")?;
     }

@@ -36,7 +36,7 @@ use oci_client::{Reference, RegistryOperation};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::{AuthError, AuthFiles, CredentialSource, Credentials};
-use crate::reference::{DOCKER_HUB, RegistryRef, split_port};
+use crate::reference::{DOCKER_HUB, RegistryRef};
 
 /// Where `certs.d` directories are looked for, in order (docker's layout:
 /// `<dir>/<host:port>/*.crt` are extra CAs).
@@ -505,6 +505,20 @@ impl Registry {
         Ok(token)
     }
 
+    /// Adds the bearer token from the auth dance, or else the basic
+    /// credentials, to a request of our own.
+    fn with_auth(
+        &self,
+        req: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match (token, &self.auth) {
+            (Some(t), _) => req.bearer_auth(t),
+            (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+            _ => req,
+        }
+    }
+
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<(String, bool), Option<String>>> {
         // A poisoned map of tokens is still a map of tokens.
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
@@ -562,11 +576,7 @@ impl Registry {
             .http
             .get(&url)
             .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT);
-        req = match (token, &self.auth) {
-            (Some(t), _) => req.bearer_auth(t),
-            (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
-            _ => req,
-        };
+        req = self.with_auth(req, token);
         let mut resp = req.send().await.map_err(|e| self.reqwest_error(what, e))?;
         let status = resp.status();
         if !status.is_success() {
@@ -848,11 +858,7 @@ impl Registry {
         let url = format!("{}://{}/v2/", self.scheme, api_host(&self.registry));
         self.retry("login", || async {
             let mut req = self.http.get(&url);
-            req = match (&token, &self.auth) {
-                (Some(t), _) => req.bearer_auth(t),
-                (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
-                _ => req,
-            };
+            req = self.with_auth(req, token.as_deref());
             let mut resp = req
                 .send()
                 .await
@@ -1207,11 +1213,6 @@ fn client_config(
         max_concurrent_download: 4,
         ..Default::default()
     }
-}
-
-/// Splits `host[:port]` for callers that only have the registry name.
-pub fn registry_host(registry: &str) -> &str {
-    split_port(registry).0
 }
 
 #[cfg(test)]

@@ -10,6 +10,25 @@ fn skopeo(args: &[&str]) -> crate::support::Run {
     run(Path::new("skopeo"), args, &[])
 }
 
+/// `skopeo inspect` of the two-arch xdp_counter image `image` (a transport
+/// reference) shows each platform with our labels. `extra` goes after
+/// `inspect`.
+pub fn assert_skopeo_sees_xdp_counter(image: &str, extra: &[&str]) {
+    for arch in ["amd64", "s390x"] {
+        let mut args = vec!["--override-arch", arch, "--override-os", "linux", "inspect"];
+        args.extend(extra);
+        args.push(image);
+        let out = skopeo(&args).ok();
+        let v: Value = serde_json::from_str(&out.stdout).expect("skopeo JSON");
+        assert_eq!(v["Architecture"], arch);
+        assert_eq!(v["Labels"]["io.ebpf.programs"], r#"{"xdp_stats":"xdp"}"#);
+        assert_eq!(
+            v["Labels"]["io.ebpf.maps"],
+            r#"{"xdp_stats_map":"per_cpu_array"}"#
+        );
+    }
+}
+
 #[test]
 fn skopeo_inspects_and_copies_our_layouts() {
     if !have_tool(
@@ -39,24 +58,7 @@ fn skopeo_inspects_and_copies_our_layouts() {
         .1
         .to_string();
 
-    for arch in ["amd64", "s390x"] {
-        let out = skopeo(&[
-            "--override-arch",
-            arch,
-            "--override-os",
-            "linux",
-            "inspect",
-            &src,
-        ])
-        .ok();
-        let v: Value = serde_json::from_str(&out.stdout).expect("skopeo JSON");
-        assert_eq!(v["Architecture"], arch);
-        assert_eq!(v["Labels"]["io.ebpf.programs"], r#"{"xdp_stats":"xdp"}"#);
-        assert_eq!(
-            v["Labels"]["io.ebpf.maps"],
-            r#"{"xdp_stats_map":"per_cpu_array"}"#
-        );
-    }
+    assert_skopeo_sees_xdp_counter(&src, &[]);
     let raw = skopeo(&["inspect", "--raw", &src]).ok();
     assert_eq!(
         bpfman_image_spec::Digest::of(raw.stdout.as_bytes()).to_string(),
