@@ -10,3 +10,5 @@
 
 pub mod cosign;
 pub mod keys;
+pub mod policy;
+pub mod verdict;
