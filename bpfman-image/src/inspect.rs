@@ -119,14 +119,19 @@ pub fn read_layout_image(
 }
 
 /// Opens a layout reference and picks its image: the tag given, or the only
-/// one there is.
+/// one there is (signature and referrer tags do not count).
 pub fn resolve_layout(r: &LayoutRef) -> Result<(Layout, String, Descriptor), InspectError> {
     let layout = Layout::open(&r.dir)?;
+    let images: Vec<&str> = layout
+        .tags()
+        .into_iter()
+        .filter(|t| !bpfman_trust::cosign::is_artifact_tag(t))
+        .collect();
     let tag = match &r.tag {
         Some(t) => t.clone(),
-        None => match layout.tags().as_slice() {
+        None => match images.as_slice() {
             [one] => (*one).to_string(),
-            _ if layout.tags().is_empty() => crate::reference::DEFAULT_TAG.to_string(),
+            [] => crate::reference::DEFAULT_TAG.to_string(),
             many => {
                 return Err(InspectError::AmbiguousTag {
                     dir: r.dir.display().to_string(),

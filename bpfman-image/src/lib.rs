@@ -19,4 +19,5 @@ pub mod inspect;
 pub mod layout;
 pub mod reference;
 pub mod registry;
+pub mod signing;
 pub mod transfer;

@@ -537,9 +537,10 @@ impl Registry {
             .unwrap_or_else(|| r.reference());
         let what = format!("manifest {}:{reference}", r.repository);
         let token = self.authorize(r, false).await?;
+        let path = format!("manifests/{reference}");
         let fetched = self
             .retry(&what, || {
-                self.get_manifest_once(r, &reference, token.as_deref(), &what)
+                self.get_document_once(r, &path, token.as_deref(), &what)
             })
             .await?;
         let expected = reference
@@ -559,15 +560,61 @@ impl Registry {
         Ok(fetched)
     }
 
-    async fn get_manifest_once(
+    /// Like [`Self::get_manifest`], but a tag or repository that does not
+    /// exist is `None` rather than an error.
+    pub async fn find_manifest(
         &self,
         r: &RegistryRef,
         reference: &str,
+    ) -> Result<Option<Fetched>, RegistryError> {
+        match self.get_manifest(r, Some(reference)).await {
+            Ok(f) => Ok(Some(f)),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The referrers of `digest` of type `artifact_type`, from the OCI 1.1
+    /// referrers API. `None` if the registry does not have the API (it
+    /// answers 404); the caller then uses the `sha256-<hex>` fallback tag.
+    pub async fn get_referrers(
+        &self,
+        r: &RegistryRef,
+        digest: &Digest,
+        artifact_type: &str,
+    ) -> Result<Option<Fetched>, RegistryError> {
+        let what = format!("referrers of {}:{digest}", r.repository);
+        let token = self.authorize(r, false).await?;
+        // '+' in a query string means a space: encode it.
+        let filter = artifact_type.replace('+', "%2B");
+        let path = format!("referrers/{digest}?artifactType={filter}");
+        match self
+            .retry(&what, || {
+                self.get_document_once(r, &path, token.as_deref(), &what)
+            })
+            .await
+        {
+            Ok(f) if media::is_index(&f.descriptor.media_type) => Ok(Some(f)),
+            Ok(f) => Err(RegistryError::NotAManifest {
+                registry: self.registry.clone(),
+                what,
+                media_type: f.descriptor.media_type,
+            }),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GETs a manifest or index document under `/v2/<repo>/<path>`.
+    async fn get_document_once(
+        &self,
+        r: &RegistryRef,
+        path: &str,
         token: Option<&str>,
         what: &str,
     ) -> Result<Fetched, RegistryError> {
         let url = format!(
-            "{}://{}/v2/{}/manifests/{reference}",
+            "{}://{}/v2/{}/{path}",
             self.scheme,
             api_host(&self.registry),
             r.repository

@@ -58,6 +58,21 @@ pub fn referrers_tag(digest: &Digest) -> String {
     format!("{}-{}", digest.algorithm(), digest.hex())
 }
 
+/// True for tags that hold artifacts about another image rather than an
+/// image: cosign's `sha256-<hex>.sig` (and `.att`, `.sbom`) and the
+/// referrers fallback `sha256-<hex>`.
+pub fn is_artifact_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest
+        .strip_suffix(".sig")
+        .or_else(|| rest.strip_suffix(".att"))
+        .or_else(|| rest.strip_suffix(".sbom"))
+        .unwrap_or(rest);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// One signature as found next to an image, before any check. Building
 /// this is the only I/O; everything after is [`check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,11 +384,31 @@ pub struct Stored {
     pub blobs: Vec<(Descriptor, Vec<u8>)>,
 }
 
-/// One layer of a `.sig` manifest: payload and base64 signature.
+/// One layer of a `.sig` manifest: the payload, and the layer's
+/// annotations: the base64 signature, and for keyless signatures made by
+/// others the certificate, chain and Rekor bundle, kept as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyLayer {
     pub payload: Vec<u8>,
-    pub signature: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl LegacyLayer {
+    /// The base64 signature annotation.
+    pub fn signature(&self) -> Option<&str> {
+        self.annotations
+            .get(SIGNATURE_ANNOTATION)
+            .map(String::as_str)
+    }
+
+    /// As found in `origin`, for checking.
+    pub fn found(&self, origin: String) -> Found {
+        Found::Legacy {
+            origin,
+            payload: self.payload.clone(),
+            signature: self.signature().map(str::to_string),
+        }
+    }
 }
 
 /// Signs `digest` in `repository` with `key`, legacy format.
@@ -385,7 +420,10 @@ pub fn sign_legacy(
 ) -> LegacyLayer {
     let payload = simple_signing_payload(repository, digest, annotations);
     let signature = B64.encode(key.sign(&payload));
-    LegacyLayer { payload, signature }
+    LegacyLayer {
+        payload,
+        annotations: BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), signature)]),
+    }
 }
 
 /// The layers of an existing `.sig` manifest (the payload blobs must be
@@ -412,8 +450,7 @@ pub fn legacy_manifest(layers: &[LegacyLayer]) -> Stored {
     let mut descs = Vec::new();
     for l in &unique {
         let mut d = Descriptor::for_bytes(SIMPLE_SIGNING, &l.payload);
-        d.annotations
-            .insert(SIGNATURE_ANNOTATION.into(), l.signature.clone());
+        d.annotations = l.annotations.clone();
         blobs.push((d.clone(), l.payload.clone()));
         descs.push(d);
     }
@@ -637,11 +674,7 @@ mod tests {
     }
 
     fn legacy(l: &LegacyLayer) -> Found {
-        Found::Legacy {
-            origin: "t".into(),
-            payload: l.payload.clone(),
-            signature: Some(l.signature.clone()),
-        }
+        l.found("t".into())
     }
 
     #[test]
@@ -753,6 +786,17 @@ mod tests {
             check(&found, &d, &[key.public()]),
             Outcome::NotASignature { .. }
         ));
+    }
+
+    #[test]
+    fn artifact_tags() {
+        let d = digest(b"x");
+        assert!(is_artifact_tag(&signature_tag(&d)));
+        assert!(is_artifact_tag(&referrers_tag(&d)));
+        assert!(is_artifact_tag(&format!("sha256-{}.att", d.hex())));
+        assert!(!is_artifact_tag("latest"));
+        assert!(!is_artifact_tag("sha256-abc.sig"));
+        assert!(!is_artifact_tag(&format!("sha256-{}.txt", d.hex())));
     }
 
     #[test]

@@ -185,7 +185,7 @@ impl Policy {
             default: Scope {
                 pattern: "*".into(),
                 rule,
-                origin: origin.into(),
+                origin: "the only scope".into(),
                 segments: Vec::new(),
                 line: 0,
             },

@@ -274,12 +274,7 @@ mod tests {
     fn make(w: &World, s: Sig, n: usize) -> Found {
         let none = BTreeMap::new();
         let legacy = |k: &PrivateKey, d: &Digest| {
-            let l = sign_legacy(k, "r.io/app", d, &none);
-            Found::Legacy {
-                origin: format!("sig {n}"),
-                payload: l.payload,
-                signature: Some(l.signature),
-            }
+            sign_legacy(k, "r.io/app", d, &none).found(format!("sig {n}"))
         };
         match s {
             Sig::Good => legacy(&w.trusted, &w.digest),
@@ -295,7 +290,7 @@ mod tests {
                 Found::Legacy {
                     origin: format!("sig {n}"),
                     payload,
-                    signature: Some(l.signature),
+                    signature: l.signature().map(str::to_string),
                 }
             }
             Sig::Malformed => Found::Unreadable {
@@ -510,7 +505,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("scope '*' (require-signature, test policy)"),
+            e.contains("scope '*' (require-signature, the only scope) of test policy"),
             "{e}"
         );
         assert!(e.contains("\n  - a signature is required"), "{e}");

@@ -17,10 +17,13 @@ use crate::inspect::{self, ReadResult, Report};
 use crate::layout::{self, WriteOutcome};
 use crate::reference::{ImageRef, LayoutRef, RegistryRef, valid_tag};
 use crate::registry::{NoProgress, Progress, Registry, Stats, TransportOptions};
+use crate::signing::{self, Resolved, Store};
 use crate::transfer;
 use anyhow::{Context, Result, bail};
 use bpfman_image_spec::oci::Descriptor;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod sign;
 
 #[derive(Debug, Parser)]
 #[command(bin_name = "bpfman-image", name = "bpfman-image", version, about = "Package eBPF objects as OCI images", long_about = None)]
@@ -55,6 +58,16 @@ enum Command {
     /// Print the PROGRAMS=, MAPS= and BC_<ARCH>_<EL|EB>= build args for
     /// bpfman's Containerfile flow.
     GenerateBuildArgs(GenerateArgs),
+    /// Write a cosign key pair: PREFIX.key (encrypted) and PREFIX.pub.
+    Keygen(sign::KeygenArgs),
+    /// Sign the digest an image reference resolves to, cosign-compatibly.
+    ///
+    /// Signatures are added next to the image (in the registry, or in the
+    /// layout), keeping those already there.
+    Sign(sign::SignArgs),
+    /// Check and report every signature of an image, against keys or a
+    /// trust policy. Exits non-zero unless the image is verified.
+    Verify(sign::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +107,8 @@ struct BuildArgs {
     /// Print only the reference.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    sign: sign::BuildSignArgs,
     #[command(flatten)]
     transport: TransportArgs,
 }
@@ -329,6 +344,9 @@ pub fn main() -> ExitCode {
         Command::Login(args) => login(args),
         Command::Logout(args) => logout(args),
         Command::GenerateBuildArgs(args) => generate(args),
+        Command::Keygen(args) => sign::keygen(args),
+        Command::Sign(args) => sign::sign(args),
+        Command::Verify(args) => sign::verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -368,7 +386,32 @@ fn build(args: BuildArgs) -> Result<()> {
         epoch: args.source_date_epoch,
         force_index: args.index,
     };
+    // The key first: a wrong password must fail before anything is written.
+    let key = match &args.sign.sign_key {
+        Some(path) => Some(sign::load_private_key(path)?),
+        None => None,
+    };
+    let sign_annotations = args.sign.annotations()?;
     let built = builder::build(&opts)?;
+    let rt = runtime()?;
+    let sign_in = |store: &Store<'_>, identity: String| -> Result<()> {
+        let Some(key) = &key else { return Ok(()) };
+        let resolved = Resolved {
+            identity,
+            top: built.top.clone(),
+            bytes: Vec::new(),
+        };
+        let line = rt.block_on(sign::sign_resolved(
+            store,
+            &resolved,
+            key,
+            None,
+            &args.sign.format,
+            &sign_annotations,
+        ))?;
+        writeln!(io::stdout().lock(), "{line}")?;
+        Ok(())
+    };
     let mut out = io::stdout().lock();
     let mut verb = "built";
     if let Some(output) = &args.output {
@@ -391,6 +434,11 @@ fn build(args: BuildArgs) -> Result<()> {
             target.dir.display(),
             built.top.digest
         )?;
+        let store = Store::Layout {
+            dir: target.dir.clone(),
+        };
+        sign_in(&store, signing::layout_identity(&target.dir)?)
+            .with_context(|| format!("cannot sign {output}"))?;
     }
     if !args.quiet {
         for img in &built.images {
@@ -406,8 +454,14 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(dst) = &args.push {
         let opts = args.transport.options()?;
         let content = ImageContent::from_built(&built);
-        let pushed = runtime()?.block_on(push_content(&opts, dst, &content, args.quiet))?;
+        let reg = rt.block_on(Registry::connect(&opts, dst))?;
+        let pushed = rt.block_on(push_with(&reg, dst, &content, args.quiet))?;
         writeln!(out, "{pushed}")?;
+        let store = Store::Registry {
+            reg: &reg,
+            repo: dst.clone(),
+        };
+        sign_in(&store, dst.name()).with_context(|| format!("cannot sign {dst}"))?;
     }
     Ok(())
 }
@@ -457,10 +511,19 @@ async fn push_content(
     quiet: bool,
 ) -> Result<String> {
     let reg = Registry::connect(opts, dst).await?;
-    let pushed = transfer::push(&reg, dst, content, progress(quiet))
+    push_with(&reg, dst, content, quiet).await
+}
+
+async fn push_with(
+    reg: &Registry,
+    dst: &RegistryRef,
+    content: &ImageContent,
+    quiet: bool,
+) -> Result<String> {
+    let pushed = transfer::push(reg, dst, content, progress(quiet))
         .await
         .with_context(|| format!("cannot push to {dst}"))?;
-    report_stats(&reg, quiet);
+    report_stats(reg, quiet);
     Ok(pushed.pinned)
 }
 

@@ -1,0 +1,392 @@
+//! `keygen`, `sign` and `verify`, and the signing step of `build`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bpfman_trust::cosign;
+use bpfman_trust::keys::{PrivateKey, PublicKey};
+use bpfman_trust::policy::{Policy, Rule};
+use bpfman_trust::verdict::Verdict;
+use clap::{Args, ValueEnum};
+
+use super::{Format, TransportArgs, parse_key_value, runtime, to_map};
+use crate::reference::ImageRef;
+use crate::registry::Registry;
+use crate::signing::{self, Resolved, Store};
+
+/// The environment variable cosign reads key passwords from.
+const PASSWORD_ENV: &str = "COSIGN_PASSWORD";
+
+#[derive(Debug, Args)]
+pub(super) struct KeygenArgs {
+    /// Write PREFIX.key (encrypted, mode 0600) and PREFIX.pub.
+    #[arg(long, default_value = "cosign", value_name = "PREFIX")]
+    output_key_prefix: PathBuf,
+    /// Overwrite existing key files.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Which cosign signature format to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum SigFormat {
+    /// The `sha256-<hex>.sig` tag with a simple signing payload (cosign 1
+    /// and 2; what most tooling reads).
+    Legacy,
+    /// A Sigstore bundle stored as an OCI 1.1 referrer (cosign 3).
+    Bundle,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct SignArgs {
+    /// The image: oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST]. A tag is
+    /// resolved to its digest once, and the digest is signed.
+    #[arg(value_name = "IMAGE")]
+    image: ImageRef,
+    /// The cosign private key (password from $COSIGN_PASSWORD, or asked).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// The repository named in the signed payload [default: the image's
+    /// REGISTRY/REPO; oci:DIR for a layout].
+    #[arg(long, value_name = "REGISTRY/REPO")]
+    identity: Option<String>,
+    /// Annotation KEY=VALUE signed into the payload's `optional` section
+    /// (repeatable).
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    annotations: Vec<(String, String)>,
+    /// Signature format to write.
+    #[arg(long = "signature-format", value_enum, default_value_t = SigFormat::Legacy)]
+    format: SigFormat,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("trust").required(true).args(["keys", "policy"]))]
+pub(super) struct VerifyArgs {
+    /// The image: oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST].
+    #[arg(value_name = "IMAGE")]
+    image: ImageRef,
+    /// Require a valid signature by this public key (repeatable: any one).
+    #[arg(long = "key", value_name = "PUB")]
+    keys: Vec<PathBuf>,
+    /// Decide with this trust policy file instead, as a host would.
+    #[arg(long, value_name = "FILE", conflicts_with = "keys")]
+    policy: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+/// Reads the key password from `COSIGN_PASSWORD`, else asks on the
+/// terminal (twice when `confirm`).
+fn password(confirm: bool, what: &str) -> Result<String> {
+    if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        return Ok(p);
+    }
+    if !io::stdin().is_terminal() {
+        bail!(
+            "no password for {what}: set {PASSWORD_ENV} (it may be empty), or run on a terminal to be asked"
+        );
+    }
+    let p = rpassword::prompt_password(format!("Enter password for {what}: "))
+        .context("cannot read the password")?;
+    if confirm {
+        let again = rpassword::prompt_password("Enter password again: ")
+            .context("cannot read the password")?;
+        if again != p {
+            bail!("the passwords do not match; nothing was written");
+        }
+    }
+    Ok(p)
+}
+
+pub(super) fn keygen(args: KeygenArgs) -> Result<()> {
+    let prefix = args.output_key_prefix.as_os_str().to_string_lossy();
+    let key_path = PathBuf::from(format!("{prefix}.key"));
+    let pub_path = PathBuf::from(format!("{prefix}.pub"));
+    if !args.force {
+        for p in [&key_path, &pub_path] {
+            if p.exists() {
+                bail!(
+                    "'{}' exists; pass --force to overwrite it, or choose another --output-key-prefix",
+                    p.display()
+                );
+            }
+        }
+    }
+    let password = password(true, "the new private key")?;
+    let key = PrivateKey::generate()?;
+    let pem = key.to_encrypted_pem(password.as_bytes())?;
+    write_private(&key_path, pem.as_bytes())?;
+    write_public(&pub_path, key.public().to_pem().as_bytes())?;
+    eprintln!(
+        "Private key written to {} (mode 0600)\nPublic key written to {} (key id {})",
+        key_path.display(),
+        pub_path.display(),
+        key.public().id()
+    );
+    Ok(())
+}
+
+/// Writes a secret: created with mode 0600 from the start (never briefly
+/// readable by others), then renamed into place.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write private key '{}'", path.display()));
+    }
+    Ok(())
+}
+
+fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::layout::write_file_atomic(path, bytes)
+        .with_context(|| format!("cannot write public key '{}'", path.display()))
+}
+
+/// Reads and decrypts a cosign private key.
+pub(super) fn load_private_key(path: &Path) -> Result<PrivateKey> {
+    let pem = fs::read_to_string(path)
+        .with_context(|| format!("cannot read private key '{}'", path.display()))?;
+    let password = password(false, &format!("'{}'", path.display()))?;
+    PrivateKey::from_encrypted_pem(&pem, password.as_bytes())
+        .with_context(|| format!("cannot use private key '{}'", path.display()))
+}
+
+fn load_public_key(path: &Path) -> Result<PublicKey> {
+    let pem = fs::read_to_string(path)
+        .with_context(|| format!("cannot read public key '{}'", path.display()))?;
+    PublicKey::from_pem(&pem).with_context(|| format!("cannot use public key '{}'", path.display()))
+}
+
+/// A connection for `r` if it is in a registry.
+async fn connect(r: &ImageRef, transport: &TransportArgs) -> Result<Option<Registry>> {
+    match r {
+        ImageRef::Registry(rr) => {
+            let opts = transport.options()?;
+            Ok(Some(Registry::connect(&opts, rr).await?))
+        }
+        ImageRef::Layout(_) => Ok(None),
+    }
+}
+
+fn store<'a>(r: &ImageRef, reg: Option<&'a Registry>) -> Store<'a> {
+    match (r, reg) {
+        (ImageRef::Registry(rr), Some(reg)) => Store::Registry {
+            reg,
+            repo: rr.clone(),
+        },
+        (ImageRef::Layout(l), _) => Store::Layout { dir: l.dir.clone() },
+        (ImageRef::Registry(rr), None) => unreachable!("no connection for {rr}"),
+    }
+}
+
+pub(super) fn sign(args: SignArgs) -> Result<()> {
+    let key = load_private_key(&args.key)?;
+    let annotations = to_map(args.annotations.clone(), "annotation")?;
+    runtime()?.block_on(async {
+        let reg = connect(&args.image, &args.transport).await?;
+        let store = store(&args.image, reg.as_ref());
+        let resolved = signing::resolve(&store, &args.image)
+            .await
+            .with_context(|| format!("cannot resolve {}", args.image))?;
+        let line = sign_resolved(
+            &store,
+            &resolved,
+            &key,
+            args.identity.as_deref(),
+            &args.format,
+            &annotations,
+        )
+        .await
+        .with_context(|| format!("cannot sign {}", args.image))?;
+        writeln!(io::stdout().lock(), "{line}")?;
+        Ok(())
+    })
+}
+
+/// Signs the image `resolved` names in `store`; returns what to print.
+pub(super) async fn sign_resolved(
+    store: &Store<'_>,
+    resolved: &Resolved,
+    key: &PrivateKey,
+    identity: Option<&str>,
+    format: &SigFormat,
+    annotations: &BTreeMap<String, String>,
+) -> Result<String> {
+    let digest = &resolved.top.digest;
+    let identity = identity.unwrap_or(&resolved.identity);
+    let stored = match format {
+        SigFormat::Legacy => {
+            let layer = cosign::sign_legacy(key, identity, digest, annotations);
+            store.add_legacy(digest, &[layer]).await?;
+            format!("{}:{}", resolved.identity, cosign::signature_tag(digest))
+        }
+        SigFormat::Bundle => {
+            let bundle = cosign::sign_bundle(key, identity, digest, annotations);
+            let referrer = store.add_bundle(&resolved.top, &bundle).await?;
+            format!("{}@{}", resolved.identity, referrer.digest)
+        }
+    };
+    eprintln!(
+        "signed {}@{digest} with key {} ({})",
+        resolved.identity,
+        key.public().id(),
+        match format {
+            SigFormat::Legacy => "cosign .sig",
+            SigFormat::Bundle => "sigstore bundle referrer",
+        }
+    );
+    Ok(stored)
+}
+
+/// `build --sign-key`: the key options of build.
+#[derive(Debug, Args)]
+pub(super) struct BuildSignArgs {
+    /// Sign what was built (in the layout and in the registry) with this
+    /// cosign private key.
+    #[arg(long, value_name = "KEY")]
+    pub(super) sign_key: Option<PathBuf>,
+    /// Annotation KEY=VALUE signed into the signature payload (repeatable).
+    #[arg(long = "sign-annotation", value_name = "KEY=VALUE", value_parser = parse_key_value, requires = "sign_key")]
+    sign_annotations: Vec<(String, String)>,
+    /// Signature format to write.
+    #[arg(long = "signature-format", value_enum, default_value_t = SigFormat::Legacy, requires = "sign_key")]
+    pub(super) format: SigFormat,
+}
+
+impl BuildSignArgs {
+    pub(super) fn annotations(&self) -> Result<BTreeMap<String, String>> {
+        to_map(self.sign_annotations.clone(), "signature annotation")
+    }
+}
+
+pub(super) fn verify(args: VerifyArgs) -> Result<()> {
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => {
+            let keys = args
+                .keys
+                .iter()
+                .map(|k| load_public_key(k))
+                .collect::<Result<Vec<_>>>()?;
+            let names: Vec<String> = args.keys.iter().map(|k| k.display().to_string()).collect();
+            Policy::everything(
+                Rule::RequireSignature { keys },
+                &format!("--key {}", names.join(", --key ")),
+            )
+        }
+    };
+    let (resolved, verdict) = runtime()?.block_on(async {
+        let reg = connect(&args.image, &args.transport).await?;
+        let store = store(&args.image, reg.as_ref());
+        let resolved = signing::resolve(&store, &args.image)
+            .await
+            .with_context(|| format!("cannot resolve {}", args.image))?;
+        let verdict = store
+            .verify(&resolved, &policy)
+            .await
+            .with_context(|| format!("cannot read the signatures of {}", args.image))?;
+        Ok::<_, anyhow::Error>((resolved, verdict))
+    })?;
+    let mut out = io::stdout().lock();
+    match args.output {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &json_report(&resolved, &verdict))?;
+            writeln!(out)?;
+        }
+        Format::Table => write_table(&mut out, &resolved, &verdict)?,
+    }
+    drop(out);
+    match verdict.decision {
+        Ok(_) => Ok(()),
+        Err(refusal) => Err(anyhow::Error::new(refusal)),
+    }
+}
+
+fn json_report(resolved: &Resolved, verdict: &Verdict) -> serde_json::Value {
+    let (decision, detail) = match &verdict.decision {
+        Ok(proof) => ("admitted", serde_json::to_value(proof).unwrap_or_default()),
+        Err(r) => (
+            "refused",
+            serde_json::json!({
+                "decided_by": r.decided_by,
+                "policy": r.policy,
+                "reasons": r.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        ),
+    };
+    serde_json::json!({
+        "image": resolved.identity,
+        "digest": resolved.top.digest.to_string(),
+        "signatures": verdict.checks,
+        "verdict": decision,
+        "detail": detail,
+    })
+}
+
+fn write_table(out: &mut impl Write, resolved: &Resolved, verdict: &Verdict) -> Result<()> {
+    writeln!(out, "IMAGE   {}@{}", resolved.identity, resolved.top.digest)?;
+    if verdict.checks.is_empty() {
+        writeln!(out, "no signatures found")?;
+    } else {
+        let width = verdict
+            .checks
+            .iter()
+            .map(|c| c.origin.len())
+            .max()
+            .unwrap_or(0);
+        writeln!(out, "{:width$}  {:15}  RESULT", "SIGNATURE", "FORMAT")?;
+        for c in &verdict.checks {
+            writeln!(
+                out,
+                "{:width$}  {:15}  {}",
+                c.origin,
+                c.format.to_string(),
+                c.outcome
+            )?;
+        }
+    }
+    match &verdict.decision {
+        Ok(p) => {
+            let signers: Vec<String> = p.signed_by().iter().map(ToString::to_string).collect();
+            writeln!(
+                out,
+                "VERIFIED by {}{}",
+                p.admitted_by(),
+                if signers.is_empty() {
+                    ", unsigned".to_string()
+                } else {
+                    format!(", signed by key {}", signers.join(", "))
+                }
+            )?;
+        }
+        Err(_) => writeln!(out, "NOT VERIFIED")?,
+    }
+    Ok(())
+}
