@@ -80,6 +80,8 @@ pub struct Resolved {
 /// Where an image and its signatures live.
 #[derive(Debug)]
 pub enum Store<'a> {
+    /// A repository; make it with [`Store::registry`], which drops the
+    /// reference's tag and digest (a pinned `repo` would pin every read).
     Registry {
         reg: &'a Registry,
         repo: RegistryRef,
@@ -123,6 +125,33 @@ pub fn layout_identity(dir: &Path) -> Result<String, SignError> {
         source,
     })?;
     Ok(format!("oci:{}", abs.display()))
+}
+
+impl<'a> Store<'a> {
+    /// The repository of `r` in `reg` (its tag and digest do not matter:
+    /// signatures are found by the digest they are for).
+    pub fn registry(reg: &'a Registry, r: &RegistryRef) -> Self {
+        Store::Registry {
+            reg,
+            repo: RegistryRef {
+                tag: None,
+                digest: None,
+                ..r.clone()
+            },
+        }
+    }
+
+    /// The store for `r`: its registry connection, or its layout.
+    ///
+    /// # Panics
+    /// If `r` is in a registry and `reg` is `None`.
+    pub fn for_ref(r: &ImageRef, reg: Option<&'a Registry>) -> Self {
+        match (r, reg) {
+            (ImageRef::Registry(rr), Some(reg)) => Store::registry(reg, rr),
+            (ImageRef::Layout(l), _) => Store::Layout { dir: l.dir.clone() },
+            (ImageRef::Registry(rr), None) => panic!("no registry connection for {rr}"),
+        }
+    }
 }
 
 impl Store<'_> {
@@ -401,6 +430,29 @@ impl Store<'_> {
     }
 }
 
+/// Copies the signatures of `top` (both formats) from `src` to `dst`,
+/// merging with any already there. Returns how many were copied. Only
+/// well-formed signatures are copied; none is checked (copying is not
+/// trusting).
+pub async fn copy_signatures(
+    src: &Store<'_>,
+    dst: &Store<'_>,
+    top: &Descriptor,
+) -> Result<usize, SignError> {
+    let (legacy, _) = src.legacy(&top.digest).await?;
+    if !legacy.is_empty() {
+        dst.add_legacy(&top.digest, &legacy).await?;
+    }
+    let mut n = legacy.len();
+    for found in src.bundles(&top.digest).await? {
+        if let Found::Bundle { bundle, .. } = found {
+            dst.add_bundle(top, &bundle).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Pulls `r` only if `policy` admits it: the tag is resolved once, the
 /// signatures are checked over that digest, and the image is fetched by
 /// that digest, so the bytes returned are exactly the bytes the proof is
@@ -410,10 +462,7 @@ pub async fn pull_verified(
     r: &RegistryRef,
     policy: &Policy,
 ) -> Result<(ImageContent, Proof, Verdict), SignError> {
-    let store = Store::Registry {
-        reg,
-        repo: r.clone(),
-    };
+    let store = Store::registry(reg, r);
     let resolved = resolve(&store, &ImageRef::Registry(r.clone())).await?;
     let verdict = store.verify(&resolved, policy).await?;
     let proof = verdict

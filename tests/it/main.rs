@@ -8,3 +8,4 @@ mod fake_registry;
 mod interop;
 mod registry;
 mod registry_harness;
+mod signing;

@@ -17,7 +17,7 @@ pub fn sha256(bytes: &[u8]) -> String {
     bpfman_image_spec::digest::Digest::of(bytes).to_string()
 }
 
-fn obj(arch: &str, file: &str) -> String {
+pub fn obj(arch: &str, file: &str) -> String {
     format!("{arch}={}", testdata(&format!("bpf/{file}")).display())
 }
 
@@ -37,7 +37,7 @@ fn build_multi(dir: &Path, tag: &str) -> String {
     pinned_digest(&out.stdout)
 }
 
-fn pinned_digest(stdout: &str) -> String {
+pub fn pinned_digest(stdout: &str) -> String {
     stdout
         .lines()
         .last()

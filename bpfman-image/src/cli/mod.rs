@@ -60,6 +60,8 @@ enum Command {
     GenerateBuildArgs(GenerateArgs),
     /// Write a cosign key pair: PREFIX.key (encrypted) and PREFIX.pub.
     Keygen(sign::KeygenArgs),
+    /// Print the public key of a cosign private key, as PEM.
+    PublicKey(sign::PublicKeyArgs),
     /// Sign the digest an image reference resolves to, cosign-compatibly.
     ///
     /// Signatures are added next to the image (in the registry, or in the
@@ -133,11 +135,8 @@ struct PushArgs {
     /// Where to push it: REGISTRY/REPO[:TAG].
     #[arg(value_name = "REGISTRY/REPO[:TAG]")]
     destination: RegistryRef,
-    /// Print only the pushed reference.
-    #[arg(long, short)]
-    quiet: bool,
     #[command(flatten)]
-    transport: TransportArgs,
+    opts: CopyOptions,
 }
 
 #[derive(Debug, Args)]
@@ -148,11 +147,8 @@ struct PullArgs {
     /// The layout to write: oci:DIR[:TAG] (TAG defaults to the source's).
     #[arg(long, value_name = "oci:DIR[:TAG]", value_parser = parse_layout_ref)]
     output: LayoutRef,
-    /// Print only the written reference.
-    #[arg(long, short)]
-    quiet: bool,
     #[command(flatten)]
-    transport: TransportArgs,
+    opts: CopyOptions,
 }
 
 #[derive(Debug, Args)]
@@ -161,9 +157,20 @@ struct CopyArgs {
     source: ImageRef,
     /// oci:DIR[:TAG] or REGISTRY/REPO[:TAG].
     destination: ImageRef,
+    #[command(flatten)]
+    opts: CopyOptions,
+}
+
+/// Options of `push`, `pull` and `copy`.
+#[derive(Debug, Args)]
+struct CopyOptions {
     /// Print only the written reference.
     #[arg(long, short)]
     quiet: bool,
+    /// Do not copy the image's signatures (both cosign formats), which are
+    /// copied by default.
+    #[arg(long)]
+    no_signatures: bool,
     #[command(flatten)]
     transport: TransportArgs,
 }
@@ -329,7 +336,7 @@ pub fn main() -> ExitCode {
         Command::Push(args) => {
             let src = ImageRef::Layout(args.source);
             let dst = ImageRef::Registry(args.destination);
-            copy(&src, &dst, args.quiet, &args.transport)
+            copy(&src, &dst, &args.opts)
         }
         Command::Pull(args) => {
             let mut output = args.output;
@@ -337,14 +344,15 @@ pub fn main() -> ExitCode {
                 output.tag = args.source.tag.clone();
             }
             let src = ImageRef::Registry(args.source);
-            copy(&src, &ImageRef::Layout(output), args.quiet, &args.transport)
+            copy(&src, &ImageRef::Layout(output), &args.opts)
         }
-        Command::Copy(args) => copy(&args.source, &args.destination, args.quiet, &args.transport),
+        Command::Copy(args) => copy(&args.source, &args.destination, &args.opts),
         Command::Tag(args) => tag(args),
         Command::Login(args) => login(args),
         Command::Logout(args) => logout(args),
         Command::GenerateBuildArgs(args) => generate(args),
         Command::Keygen(args) => sign::keygen(args),
+        Command::PublicKey(args) => sign::public_key(args),
         Command::Sign(args) => sign::sign(args),
         Command::Verify(args) => sign::verify(args),
     };
@@ -457,10 +465,7 @@ fn build(args: BuildArgs) -> Result<()> {
         let reg = rt.block_on(Registry::connect(&opts, dst))?;
         let pushed = rt.block_on(push_with(&reg, dst, &content, args.quiet))?;
         writeln!(out, "{pushed}")?;
-        let store = Store::Registry {
-            reg: &reg,
-            repo: dst.clone(),
-        };
+        let store = Store::registry(&reg, dst);
         sign_in(&store, dst.name()).with_context(|| format!("cannot sign {dst}"))?;
     }
     Ok(())
@@ -473,14 +478,32 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// A connection for `r` if it is in a registry.
+async fn connect(r: &ImageRef, opts: &TransportOptions) -> Result<Option<Registry>> {
+    match r {
+        ImageRef::Registry(rr) => Ok(Some(Registry::connect(opts, rr).await?)),
+        ImageRef::Layout(_) => Ok(None),
+    }
+}
+
 /// Reads and validates the image `r` names, from a layout or a registry.
 async fn fetch(
     r: &ImageRef,
     opts: &TransportOptions,
     quiet: bool,
 ) -> Result<(ImageContent, ReadResult, ImageRef)> {
-    match r {
-        ImageRef::Layout(l) => {
+    let reg = connect(r, opts).await?;
+    fetch_with(r, reg.as_ref(), quiet).await
+}
+
+/// [`fetch`] over an existing connection (`reg` for a registry `r`).
+async fn fetch_with(
+    r: &ImageRef,
+    reg: Option<&Registry>,
+    quiet: bool,
+) -> Result<(ImageContent, ReadResult, ImageRef)> {
+    match (r, reg) {
+        (ImageRef::Layout(l), _) => {
             let (layout, tag, top) = inspect::resolve_layout(l)?;
             let (content, read) = inspect::read_layout_image(&layout, &top)
                 .with_context(|| format!("cannot read {r}"))?;
@@ -490,28 +513,18 @@ async fn fetch(
             });
             Ok((content, read, shown))
         }
-        ImageRef::Registry(rr) => {
-            let reg = Registry::connect(opts, rr).await?;
+        (ImageRef::Registry(rr), Some(reg)) => {
             let progress = progress(quiet);
-            let content = transfer::pull(&reg, rr, progress.as_ref())
+            let content = transfer::pull(reg, rr, progress.as_ref())
                 .await
                 .with_context(|| format!("cannot pull {rr}"))?;
             let read = inspect::read_image(&content)
                 .with_context(|| format!("{rr} is not a valid eBPF bytecode image"))?;
-            report_stats(&reg, quiet);
+            report_stats(reg, quiet);
             Ok((content, read, r.clone()))
         }
+        (ImageRef::Registry(rr), None) => unreachable!("no connection for {rr}"),
     }
-}
-
-async fn push_content(
-    opts: &TransportOptions,
-    dst: &RegistryRef,
-    content: &ImageContent,
-    quiet: bool,
-) -> Result<String> {
-    let reg = Registry::connect(opts, dst).await?;
-    push_with(&reg, dst, content, quiet).await
 }
 
 async fn push_with(
@@ -527,21 +540,40 @@ async fn push_with(
     Ok(pushed.pinned)
 }
 
-fn copy(src: &ImageRef, dst: &ImageRef, quiet: bool, transport: &TransportArgs) -> Result<()> {
-    let opts = transport.options()?;
-    let rt = runtime()?;
-    let (content, _read, _) = rt.block_on(fetch(src, &opts, quiet))?;
-    let written = match dst {
-        ImageRef::Layout(l) => {
-            let tag = l.tag_or_default();
-            layout::write_image(&l.dir, tag, &content.top, &content.blobs(), true)
-                .with_context(|| format!("cannot write {dst}"))?;
-            format!("oci:{}:{tag}@{}", l.dir.display(), content.top.digest)
+/// Copies an image, and its signatures unless `opts.no_signatures`.
+fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<()> {
+    let transport = opts.transport.options()?;
+    runtime()?.block_on(async {
+        let src_reg = connect(src, &transport).await?;
+        let dst_reg = connect(dst, &transport).await?;
+        let (content, _read, _) = fetch_with(src, src_reg.as_ref(), opts.quiet).await?;
+        let written = match (dst, &dst_reg) {
+            (ImageRef::Layout(l), _) => {
+                let tag = l.tag_or_default();
+                layout::write_image(&l.dir, tag, &content.top, &content.blobs(), true)
+                    .with_context(|| format!("cannot write {dst}"))?;
+                format!("oci:{}:{tag}@{}", l.dir.display(), content.top.digest)
+            }
+            (ImageRef::Registry(r), Some(reg)) => push_with(reg, r, &content, opts.quiet).await?,
+            (ImageRef::Registry(r), None) => unreachable!("no connection for {r}"),
+        };
+        writeln!(io::stdout().lock(), "{written}")?;
+        if !opts.no_signatures {
+            let n = signing::copy_signatures(
+                &Store::for_ref(src, src_reg.as_ref()),
+                &Store::for_ref(dst, dst_reg.as_ref()),
+                &content.top,
+            )
+            .await
+            .with_context(|| {
+                format!("the image was copied to {dst}, but its signatures were not; retry, or pass --no-signatures")
+            })?;
+            if n > 0 && !opts.quiet {
+                eprintln!("copied {n} signature(s)");
+            }
         }
-        ImageRef::Registry(r) => rt.block_on(push_content(&opts, r, &content, quiet))?,
-    };
-    writeln!(io::stdout().lock(), "{written}")?;
-    Ok(())
+        Ok(())
+    })
 }
 
 fn tag(args: TagArgs) -> Result<()> {

@@ -13,9 +13,8 @@ use bpfman_trust::policy::{Policy, Rule};
 use bpfman_trust::verdict::Verdict;
 use clap::{Args, ValueEnum};
 
-use super::{Format, TransportArgs, parse_key_value, runtime, to_map};
+use super::{Format, TransportArgs, connect, parse_key_value, runtime, to_map};
 use crate::reference::ImageRef;
-use crate::registry::Registry;
 use crate::signing::{self, Resolved, Store};
 
 /// The environment variable cosign reads key passwords from.
@@ -29,6 +28,24 @@ pub(super) struct KeygenArgs {
     /// Overwrite existing key files.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PublicKeyArgs {
+    /// The cosign private key (password from $COSIGN_PASSWORD, or asked).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// Write the PEM here instead of to stdout.
+    #[arg(long, value_name = "FILE")]
+    outfile: Option<PathBuf>,
+}
+
+pub(super) fn public_key(args: PublicKeyArgs) -> Result<()> {
+    let pem = load_private_key(&args.key)?.public().to_pem();
+    match &args.outfile {
+        Some(path) => write_public(path, pem.as_bytes()),
+        None => Ok(io::stdout().lock().write_all(pem.as_bytes())?),
+    }
 }
 
 /// Which cosign signature format to write.
@@ -184,34 +201,12 @@ fn load_public_key(path: &Path) -> Result<PublicKey> {
     PublicKey::from_pem(&pem).with_context(|| format!("cannot use public key '{}'", path.display()))
 }
 
-/// A connection for `r` if it is in a registry.
-async fn connect(r: &ImageRef, transport: &TransportArgs) -> Result<Option<Registry>> {
-    match r {
-        ImageRef::Registry(rr) => {
-            let opts = transport.options()?;
-            Ok(Some(Registry::connect(&opts, rr).await?))
-        }
-        ImageRef::Layout(_) => Ok(None),
-    }
-}
-
-fn store<'a>(r: &ImageRef, reg: Option<&'a Registry>) -> Store<'a> {
-    match (r, reg) {
-        (ImageRef::Registry(rr), Some(reg)) => Store::Registry {
-            reg,
-            repo: rr.clone(),
-        },
-        (ImageRef::Layout(l), _) => Store::Layout { dir: l.dir.clone() },
-        (ImageRef::Registry(rr), None) => unreachable!("no connection for {rr}"),
-    }
-}
-
 pub(super) fn sign(args: SignArgs) -> Result<()> {
     let key = load_private_key(&args.key)?;
     let annotations = to_map(args.annotations.clone(), "annotation")?;
     runtime()?.block_on(async {
-        let reg = connect(&args.image, &args.transport).await?;
-        let store = store(&args.image, reg.as_ref());
+        let reg = connect(&args.image, &args.transport.options()?).await?;
+        let store = Store::for_ref(&args.image, reg.as_ref());
         let resolved = signing::resolve(&store, &args.image)
             .await
             .with_context(|| format!("cannot resolve {}", args.image))?;
@@ -303,8 +298,8 @@ pub(super) fn verify(args: VerifyArgs) -> Result<()> {
         }
     };
     let (resolved, verdict) = runtime()?.block_on(async {
-        let reg = connect(&args.image, &args.transport).await?;
-        let store = store(&args.image, reg.as_ref());
+        let reg = connect(&args.image, &args.transport.options()?).await?;
+        let store = Store::for_ref(&args.image, reg.as_ref());
         let resolved = signing::resolve(&store, &args.image)
             .await
             .with_context(|| format!("cannot resolve {}", args.image))?;
