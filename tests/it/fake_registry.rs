@@ -41,6 +41,8 @@ pub struct FakeRegistry {
     pub addr: String,
     stop: Arc<AtomicBool>,
     pub manifest_requests: Arc<AtomicUsize>,
+    /// Every request line's path, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for FakeRegistry {
@@ -57,6 +59,7 @@ struct State {
     content: HashMap<String, (String, Vec<u8>)>,
     layer: String,
     manifest_requests: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeRegistry {
@@ -68,6 +71,19 @@ impl FakeRegistry {
         manifest: (&str, Vec<u8>),
         blobs: Vec<(String, Vec<u8>)>,
         layer: &str,
+    ) -> Self {
+        Self::start_with(fault, tag, manifest, blobs, layer, Vec::new())
+    }
+
+    /// Like [`Self::start`], also serving `extra` documents: (path under
+    /// `/v2/test/img/`, including any query string; media type; bytes).
+    pub fn start_with(
+        fault: Fault,
+        tag: &str,
+        manifest: (&str, Vec<u8>),
+        blobs: Vec<(String, Vec<u8>)>,
+        layer: &str,
+        extra: Vec<(String, String, Vec<u8>)>,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
@@ -88,12 +104,17 @@ impl FakeRegistry {
         for (d, b) in blobs {
             content.insert(format!("blobs/{d}"), ("application/octet-stream".into(), b));
         }
+        for (path, media_type, bytes) in extra {
+            content.insert(path, (media_type, bytes));
+        }
         let manifest_requests = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(Mutex::new(State {
             fault,
             content,
             layer: format!("blobs/{layer}"),
             manifest_requests: manifest_requests.clone(),
+            requests: requests.clone(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -113,6 +134,7 @@ impl FakeRegistry {
             addr,
             stop,
             manifest_requests,
+            requests,
         }
     }
 }
@@ -138,6 +160,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut out = conn;
     let (fault, found, layer, counter) = {
         let st = state.lock().expect("lock");
+        st.requests.lock().expect("lock").push(path.clone());
         let key = path
             .strip_prefix("/v2/test/img/")
             .unwrap_or_default()

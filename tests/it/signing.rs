@@ -744,3 +744,82 @@ fn keys_made_by_cosign_sign_and_ours_are_cosign_files() {
         before
     );
 }
+
+/// Registries with the OCI 1.1 referrers API (Debian's has none, so this
+/// branch runs against the in-process registry): bundles are read through
+/// the API, and the fallback tag is not consulted.
+#[test]
+fn bundles_are_read_through_the_referrers_api_where_there_is_one() {
+    use bpfman_image_spec::media;
+    use bpfman_trust::keys::PrivateKey;
+
+    let key = PrivateKey::generate().expect("key");
+    let tmp = TempDir::new().expect("tmp");
+    let pub_path = tmp.path().join("k.pub");
+    fs::write(&pub_path, key.public().to_pem()).expect("pub");
+
+    let config = Descriptor::for_bytes(media::OCI_EMPTY, cosign::EMPTY_JSON);
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(media::OCI_MANIFEST.into()),
+        artifact_type: None,
+        config: config.clone(),
+        layers: Vec::new(),
+        subject: None,
+        annotations: Default::default(),
+    };
+    let bytes = to_canonical_json(&manifest);
+    let subject = Descriptor::for_bytes(media::OCI_MANIFEST, &bytes);
+    let bundle = cosign::sign_bundle(&key, "test/img", &subject.digest, &Default::default());
+    let stored = cosign::bundle_manifest(&subject, &bundle, None);
+    let (_, index) = cosign::referrers_index(None, &stored.top);
+    let filter = cosign::BUNDLE_V03.replace('+', "%2B");
+    let extra = vec![
+        (
+            format!("referrers/{}?artifactType={filter}", subject.digest),
+            media::OCI_INDEX.to_string(),
+            index,
+        ),
+        (
+            format!("manifests/{}", stored.top.digest),
+            media::OCI_MANIFEST.to_string(),
+            stored.top_bytes.clone(),
+        ),
+    ];
+    let blobs = stored
+        .blobs
+        .iter()
+        .map(|(d, b)| (d.digest.to_string(), b.clone()))
+        .chain([(config.digest.to_string(), cosign::EMPTY_JSON.to_vec())])
+        .collect();
+    let fake = crate::fake_registry::FakeRegistry::start_with(
+        crate::fake_registry::Fault::None,
+        "v1",
+        (media::OCI_MANIFEST, bytes),
+        blobs,
+        "none",
+        extra,
+    );
+    let out = img(&[
+        "verify",
+        "--key",
+        &pub_path.display().to_string(),
+        &format!("{}/test/img:v1", fake.addr),
+    ])
+    .ok();
+    assert!(
+        out.stdout.contains("sigstore bundle  valid"),
+        "{}",
+        out.stdout
+    );
+    let requests = fake.requests.lock().expect("lock").clone();
+    assert!(
+        requests.iter().any(|p| p.contains("/referrers/")),
+        "{requests:?}"
+    );
+    let fallback = format!("/manifests/{}", cosign::referrers_tag(&subject.digest));
+    assert!(
+        !requests.iter().any(|p| p.ends_with(&fallback)),
+        "the fallback tag was read: {requests:?}"
+    );
+}
