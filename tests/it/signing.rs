@@ -823,3 +823,85 @@ fn bundles_are_read_through_the_referrers_api_where_there_is_one() {
         "the fallback tag was read: {requests:?}"
     );
 }
+
+/// Runs `command` on a pseudo-terminal (util-linux `script`) with
+/// `lines` typed half a second apart, and without COSIGN_PASSWORD.
+fn on_terminal(command: &str, lines: &[&str]) -> Run {
+    let mut typed = String::new();
+    for l in lines {
+        typed.push_str(&format!("sleep 0.5; printf '%s\\n' '{l}'; "));
+    }
+    let shell = format!("({typed} sleep 2) | script -qec \"{command}\" /dev/null");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &shell])
+        .env_remove("COSIGN_PASSWORD")
+        .output()
+        .expect("sh");
+    let run = Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("$ {shell}\n-> {}\n{}{}", run.status, run.stdout, run.stderr);
+    run
+}
+
+#[test]
+fn passwords_are_asked_on_a_terminal_without_cosign_password() {
+    if !crate::support::have_tool(
+        "passwords_are_asked_on_a_terminal",
+        "script",
+        "apt-get install bsdutils",
+    ) {
+        return;
+    }
+    let tmp = TempDir::new().expect("tmp");
+    let bin = image_bin().display().to_string();
+    let prefix = tmp.path().join("k").display().to_string();
+    // script runs the command on its pty; its output comes back as stdout.
+    let out = on_terminal(
+        &format!("{bin} keygen --output-key-prefix {prefix}"),
+        &["typed secret", "typed secret"],
+    );
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("Enter password for the new private key")
+    );
+    assert!(out.stdout.contains("Enter password again"));
+    let public = on_terminal(
+        &format!("{bin} public-key --key {prefix}.key"),
+        &["typed secret"],
+    );
+    assert!(
+        public.stdout.contains("BEGIN PUBLIC KEY"),
+        "{}",
+        public.stdout
+    );
+    // The typed password is the key's password.
+    let pem = fs::read_to_string(format!("{prefix}.key")).expect("key");
+    bpfman_trust::keys::PrivateKey::from_encrypted_pem(&pem, b"typed secret").expect("decrypts");
+
+    let other = tmp.path().join("m").display().to_string();
+    let out = on_terminal(
+        &format!("{bin} keygen --output-key-prefix {other}"),
+        &["one", "two"],
+    );
+    assert!(
+        out.stdout
+            .contains("the passwords do not match; nothing was written"),
+        "{}",
+        out.stdout
+    );
+    assert!(!Path::new(&format!("{other}.key")).exists());
+
+    // No terminal and no COSIGN_PASSWORD: a clear error, not a hang.
+    let out = std::process::Command::new(image_bin())
+        .args(["keygen", "--output-key-prefix", &other])
+        .env_remove("COSIGN_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set COSIGN_PASSWORD"), "{err}");
+}
