@@ -83,6 +83,32 @@ fn push_built(object: &str, dst: &str, extra: &[&str]) -> String {
     pinned_digest(line)
 }
 
+/// A registry with `object` pushed to `repo:tag` and signed by key `a`.
+struct Signed {
+    reg: TestRegistry,
+    keys: Keys,
+    /// `127.0.0.1:PORT/<repo>`, no tag.
+    repo: String,
+    digest: String,
+}
+
+fn signed(test: &str, repo: &str, object: &str, tag: &str) -> Option<Signed> {
+    let reg = TestRegistry::plain(test)?;
+    let keys = Keys::new();
+    let repo = reg.repo(repo);
+    let digest = push_built(
+        object,
+        &format!("{repo}:{tag}"),
+        &["--sign-key", &keys.private("a")],
+    );
+    Some(Signed {
+        reg,
+        keys,
+        repo,
+        digest,
+    })
+}
+
 fn xdp() -> String {
     obj("amd64", "xdp_counter.bpfel.o")
 }
@@ -231,17 +257,20 @@ fn sign_then_verify_both_formats_in_a_registry() {
 
 #[test]
 fn wrong_key_and_two_signatures_of_which_one_is_valid() {
-    let Some(reg) = TestRegistry::plain("wrong_key_and_two_signatures_of_which_one_is_valid")
+    let Some(Signed {
+        reg: _registry, // kept alive until the end of the test
+        keys,
+        repo,
+        digest,
+    }) = signed(
+        "wrong_key_and_two_signatures_of_which_one_is_valid",
+        "ebpf/xdp",
+        &xdp(),
+        "v1",
+    )
     else {
         return;
     };
-    let keys = Keys::new();
-    let repo = reg.repo("ebpf/xdp");
-    let digest = push_built(
-        &xdp(),
-        &format!("{repo}:v1"),
-        &["--sign-key", &keys.private("a")],
-    );
     let other = TempDir::new().expect("tmp");
     let other_key = other.path().join("c");
     img(&[
@@ -276,16 +305,15 @@ fn wrong_key_and_two_signatures_of_which_one_is_valid() {
 
 #[test]
 fn tampered_payload_is_refused() {
-    let Some(reg) = TestRegistry::plain("tampered_payload_is_refused") else {
+    let Some(Signed {
+        reg: _registry, // kept alive until the end of the test
+        keys,
+        repo,
+        digest,
+    }) = signed("tampered_payload_is_refused", "ebpf/xdp", &xdp(), "v1")
+    else {
         return;
     };
-    let keys = Keys::new();
-    let repo = reg.repo("ebpf/xdp");
-    let digest = push_built(
-        &xdp(),
-        &format!("{repo}:v1"),
-        &["--sign-key", &keys.private("a")],
-    );
     let (mut m, payloads) = sig_manifest(&repo, &digest);
     // Same digest, altered identity: the signature no longer matches.
     let text = String::from_utf8(payloads[0].clone()).expect("utf8");
@@ -303,16 +331,20 @@ fn tampered_payload_is_refused() {
 
 #[test]
 fn signature_for_another_digest_is_refused() {
-    let Some(reg) = TestRegistry::plain("signature_for_another_digest_is_refused") else {
+    let Some(Signed {
+        reg: _registry, // kept alive until the end of the test
+        keys,
+        repo,
+        digest: signed,
+    }) = signed(
+        "signature_for_another_digest_is_refused",
+        "ebpf/prog",
+        &xdp(),
+        "xdp",
+    )
+    else {
         return;
     };
-    let keys = Keys::new();
-    let repo = reg.repo("ebpf/prog");
-    let signed = push_built(
-        &xdp(),
-        &format!("{repo}:xdp"),
-        &["--sign-key", &keys.private("a")],
-    );
     let unsigned = push_built(&tc(), &format!("{repo}:tc"), &[]);
     // Copy the .sig manifest of one image to the other's signature tag.
     let (m, _) = sig_manifest(&repo, &signed);
@@ -325,17 +357,20 @@ fn signature_for_another_digest_is_refused() {
 
 #[test]
 fn moving_a_tag_after_signing_does_not_move_the_signature() {
-    let Some(reg) = TestRegistry::plain("moving_a_tag_after_signing_does_not_move_the_signature")
+    let Some(Signed {
+        reg: _registry, // kept alive until the end of the test
+        keys,
+        repo,
+        digest: signed,
+    }) = signed(
+        "moving_a_tag_after_signing_does_not_move_the_signature",
+        "ebpf/prog",
+        &xdp(),
+        "v1",
+    )
     else {
         return;
     };
-    let keys = Keys::new();
-    let repo = reg.repo("ebpf/prog");
-    let signed = push_built(
-        &xdp(),
-        &format!("{repo}:v1"),
-        &["--sign-key", &keys.private("a")],
-    );
     let moved = push_built(&tc(), &format!("{repo}:v1"), &[]);
     assert_ne!(signed, moved);
 
@@ -414,16 +449,20 @@ fn policy_scopes_decide() {
 
 #[test]
 fn pull_verified_returns_exactly_the_admitted_bytes() {
-    let Some(reg) = TestRegistry::plain("pull_verified_returns_exactly_the_admitted_bytes") else {
+    let Some(Signed {
+        reg: _registry, // kept alive until the end of the test
+        keys,
+        repo,
+        digest,
+    }) = signed(
+        "pull_verified_returns_exactly_the_admitted_bytes",
+        "ebpf/xdp",
+        &xdp(),
+        "v1",
+    )
+    else {
         return;
     };
-    let keys = Keys::new();
-    let repo = reg.repo("ebpf/xdp");
-    let digest = push_built(
-        &xdp(),
-        &format!("{repo}:v1"),
-        &["--sign-key", &keys.private("a")],
-    );
     let key =
         PublicKey::from_pem(&fs::read_to_string(keys.public("a")).expect("pub")).expect("pem");
     let policy = Policy::everything(Rule::RequireSignature { keys: vec![key] }, "test");
@@ -832,18 +871,10 @@ fn on_terminal(command: &str, lines: &[&str]) -> Run {
         typed.push_str(&format!("sleep 0.5; printf '%s\\n' '{l}'; "));
     }
     let shell = format!("({typed} sleep 2) | script -qec \"{command}\" /dev/null");
-    let out = std::process::Command::new("sh")
-        .args(["-c", &shell])
-        .env_remove("COSIGN_PASSWORD")
-        .output()
-        .expect("sh");
-    let run = Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("$ {shell}\n-> {}\n{}{}", run.status, run.stdout, run.stderr);
-    run
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &shell]).env_remove("COSIGN_PASSWORD");
+    let out = cmd.output().expect("sh");
+    Run::from(&cmd, out)
 }
 
 #[test]

@@ -62,7 +62,8 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(cmd: &Command, out: Output) -> Self {
+    /// The result of `cmd`, printed for the test log.
+    pub fn from(cmd: &Command, out: Output) -> Self {
         let run = Self {
             status: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
