@@ -211,31 +211,18 @@ impl Store<'_> {
         }
     }
 
-    /// Stores `stored` (children first), under `tag` or by digest.
-    async fn put(&self, stored: &Stored, tag: Option<&str>) -> Result<(), SignError> {
+    /// Stores `stored` (children first) under `tag`.
+    async fn put(&self, stored: &Stored, tag: &str) -> Result<(), SignError> {
         match self {
-            Store::Registry { reg, repo } => {
-                let mut content = ImageContent::new(stored.top.clone());
-                for (d, b) in &stored.blobs {
-                    content.insert(d.clone(), b.clone());
-                }
-                content.insert(stored.top.clone(), stored.top_bytes.clone());
-                let target = match tag {
-                    Some(t) => repo.with_tag(t),
-                    None => repo.with_digest(stored.top.digest.clone()),
-                };
-                transfer::push(reg, &target, &content, Arc::new(NoProgress)).await?;
-            }
+            Store::Registry { reg, repo } => push(reg, &repo.with_tag(tag), stored).await,
             Store::Layout { dir } => {
                 let mut blobs: Vec<&[u8]> =
                     stored.blobs.iter().map(|(_, b)| b.as_slice()).collect();
                 blobs.push(&stored.top_bytes);
-                let tag =
-                    tag.map_or_else(|| cosign::referrers_tag(&stored.top.digest), str::to_string);
-                layout::write_image(dir, &tag, &stored.top, &blobs, true)?;
+                layout::write_image(dir, tag, &stored.top, &blobs, true)?;
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// The layers of the `.sig` manifest for `digest`: readable ones, and
@@ -374,8 +361,7 @@ impl Store<'_> {
             });
         }
         let stored = cosign::legacy_manifest(&layers);
-        self.put(&stored, Some(&cosign::signature_tag(digest)))
-            .await?;
+        self.put(&stored, &cosign::signature_tag(digest)).await?;
         Ok(stored.top)
     }
 
@@ -388,23 +374,25 @@ impl Store<'_> {
     ) -> Result<Descriptor, SignError> {
         let stored = cosign::bundle_manifest(subject, bundle, None);
         let (existing, api) = self.referrers(&subject.digest).await?;
+        let (desc, bytes) = cosign::referrers_index(existing.as_ref(), &stored.top);
+        let tag = cosign::referrers_tag(&subject.digest);
         match self {
-            Store::Registry { .. } => {
-                self.put(&stored, None).await?;
+            Store::Registry { reg, repo } => {
+                // By digest: the registry indexes it by its subject...
+                push(reg, &repo.with_digest(stored.top.digest.clone()), &stored).await?;
+                // ...or, without the referrers API, the fallback tag lists it.
                 if !api {
-                    let (desc, bytes) = cosign::referrers_index(existing.as_ref(), &stored.top);
                     let index = Stored {
                         top: desc,
                         top_bytes: bytes,
                         blobs: Vec::new(),
                     };
-                    self.put(&index, Some(&cosign::referrers_tag(&subject.digest)))
-                        .await?;
+                    self.put(&index, &tag).await?;
                 }
             }
             Store::Layout { .. } => {
-                // One write: the referrer's blobs, the referrer, the index.
-                let (desc, bytes) = cosign::referrers_index(existing.as_ref(), &stored.top);
+                // A layout has no untagged documents: one write of the
+                // referrer's blobs, the referrer, and the index listing it.
                 let mut blobs = stored.blobs.clone();
                 blobs.push((stored.top.clone(), stored.top_bytes.clone()));
                 let index = Stored {
@@ -412,8 +400,7 @@ impl Store<'_> {
                     top_bytes: bytes,
                     blobs,
                 };
-                self.put(&index, Some(&cosign::referrers_tag(&subject.digest)))
-                    .await?;
+                self.put(&index, &tag).await?;
             }
         }
         Ok(stored.top)
@@ -428,6 +415,17 @@ impl Store<'_> {
         };
         Ok(verdict::evaluate(subject, &found, policy))
     }
+}
+
+/// Pushes `stored` to `target` (a tag or the digest), children first.
+async fn push(reg: &Registry, target: &RegistryRef, stored: &Stored) -> Result<(), SignError> {
+    let mut content = ImageContent::new(stored.top.clone());
+    for (d, b) in &stored.blobs {
+        content.insert(d.clone(), b.clone());
+    }
+    content.insert(stored.top.clone(), stored.top_bytes.clone());
+    transfer::push(reg, target, &content, Arc::new(NoProgress)).await?;
+    Ok(())
 }
 
 /// Copies the signatures of `top` (both formats) from `src` to `dst`,

@@ -392,7 +392,7 @@ fn parse_pattern(p: &str) -> Result<Vec<String>, String> {
     }
     let segments: Vec<String> = p.split('/').map(str::to_string).collect();
     for (i, s) in segments.iter().enumerate() {
-        if s.is_empty() && !(i == 1 && segments[0] == "oci:") {
+        if s.is_empty() {
             return Err("empty path segment ('//')".into());
         }
         if i > 0 && s.contains(':') {
@@ -598,6 +598,11 @@ rule = "accept-unsigned"
             "[[scope]]\nmatch = \"a.io\"\nrule = \"reject\"\n\n[[scope]]\nmatch = \"a.io/\"\nrule = \"reject\"\n",
         );
         assert!(e.contains("line 5") && e.contains("policy.toml:1"), "{e}");
+        let e = error("[[scope]]\nmatch = \"oci://srv\"\nrule = \"reject\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("empty path segment"),
+            "{e}"
+        );
         let e = error("[default]\nmatch = \"a.io\"\nrule = \"reject\"\n");
         assert!(e.contains("line 2") && e.contains("no 'match'"), "{e}");
     }
