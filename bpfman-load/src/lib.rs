@@ -1,5 +1,15 @@
-//! The host side: pulling, verifying, caching and loading eBPF bytecode
-//! images. So far it holds the platform selection every load starts with;
-//! the cache, policy, kernel and dispatcher modules arrive with their issues.
+//! The host side: pulling, verifying, caching and (with its issue) loading
+//! eBPF bytecode images.
+//!
+//! - [`cache`]: the content-addressed blob store and its sled index.
+//! - [`images`]: pull policies, pulling with signatures, and verifying a
+//!   cached image against the policy in force, offline.
+//! - [`lock`]: one invocation at a time per root.
+//! - [`platform`]: the index entry for this host, and the byte-order guard.
+//! - [`cli`]: the command line.
 
+pub mod cache;
+pub mod cli;
+pub mod images;
+pub mod lock;
 pub mod platform;

@@ -24,17 +24,17 @@ use crate::support::{Run, image_bin, run, testdata};
 const PASSWORD: &str = "signing test password";
 
 /// Runs bpfman-image with the key password in the environment.
-fn img(args: &[&str]) -> Run {
+pub fn img(args: &[&str]) -> Run {
     run(&image_bin(), args, &[("COSIGN_PASSWORD", PASSWORD)])
 }
 
 /// A directory with key pairs `a` and `b`.
-struct Keys {
+pub struct Keys {
     dir: TempDir,
 }
 
 impl Keys {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = TempDir::new().expect("tmp");
         for name in ["a", "b"] {
             let prefix = dir.path().join(name);
@@ -48,7 +48,7 @@ impl Keys {
         Self { dir }
     }
 
-    fn private(&self, name: &str) -> String {
+    pub fn private(&self, name: &str) -> String {
         self.dir
             .path()
             .join(format!("{name}.key"))
@@ -56,7 +56,7 @@ impl Keys {
             .to_string()
     }
 
-    fn public(&self, name: &str) -> String {
+    pub fn public(&self, name: &str) -> String {
         self.dir
             .path()
             .join(format!("{name}.pub"))
@@ -71,7 +71,7 @@ impl Keys {
 }
 
 /// Builds an image from `object` and pushes it to `dst`; returns the digest.
-fn push_built(object: &str, dst: &str, extra: &[&str]) -> String {
+pub fn push_built(object: &str, dst: &str, extra: &[&str]) -> String {
     let mut args = vec!["build", "--object", object, "--push", dst];
     args.extend_from_slice(extra);
     let out = img(&args).ok();
@@ -109,11 +109,11 @@ fn signed(test: &str, repo: &str, object: &str, tag: &str) -> Option<Signed> {
     })
 }
 
-fn xdp() -> String {
+pub fn xdp() -> String {
     obj("amd64", "xdp_counter.bpfel.o")
 }
 
-fn tc() -> String {
+pub fn tc() -> String {
     obj("amd64", "tc_classifier.bpfel.o")
 }
 

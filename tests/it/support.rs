@@ -30,6 +30,11 @@ pub fn image_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_it-bpfman-image"))
 }
 
+/// Path of the `bpfman-load` command under test (`bin/bpfman-load.rs`).
+pub fn load_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_it-bpfman-load"))
+}
+
 /// Skips (returns false) or, under `BPFMAN_TEST_NO_SKIP`, fails.
 pub fn skip(test: &str, reason: &str) -> bool {
     if std::env::var_os(NO_SKIP_ENV).is_some_and(|v| v == "1") {

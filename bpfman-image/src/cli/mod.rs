@@ -209,9 +209,10 @@ struct LogoutArgs {
     authfile: Option<PathBuf>,
 }
 
-/// How to reach registries: credentials, TLS and patience.
+/// How to reach registries: credentials, TLS and patience. Shared with
+/// `bpfman-load`, so both tools take the same flags.
 #[derive(Debug, Args)]
-struct TransportArgs {
+pub struct TransportArgs {
     /// Credentials USER:PASSWORD for this command (overrides auth files).
     #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "creds_file")]
     creds: Option<String>,
@@ -245,7 +246,8 @@ struct TransportArgs {
 }
 
 impl TransportArgs {
-    fn options(&self) -> Result<TransportOptions> {
+    /// The transport options these flags describe.
+    pub fn options(&self) -> Result<TransportOptions> {
         let creds = match (&self.creds, &self.creds_file) {
             (Some(c), _) => Some(Credentials::parse(c)?),
             (None, Some(f)) => Some(Credentials::from_file(f)?),

@@ -1,0 +1,304 @@
+//! `bpfman-load`'s image side against the real registry: pull with
+//! signatures into the cache, pull policies (Never makes no request),
+//! offline re-verification under the policy in force, corruption and fsck,
+//! rmi and prune, and the lock.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+use crate::registry_harness::TestRegistry;
+use crate::signing::{Keys, push_built, tc, xdp};
+use crate::support::{Run, load_bin, run};
+
+/// A cache root, a policy trusting key `a` for everything, and the keys.
+struct Host {
+    dir: TempDir,
+    keys: Keys,
+}
+
+impl Host {
+    fn new() -> Self {
+        let host = Self {
+            dir: TempDir::new().expect("tmp"),
+            keys: Keys::new(),
+        };
+        host.policy("trusts-a.toml", "a");
+        host.policy("trusts-b.toml", "b");
+        host
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Writes a policy requiring a signature by `key` for every image.
+    fn policy(&self, name: &str, key: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::write(
+            &path,
+            format!(
+                "[default]\nrule = \"require-signature\"\nkeys = [\"{}\"]\n",
+                self.keys.public(key)
+            ),
+        )
+        .expect("policy");
+        path
+    }
+
+    /// Runs bpfman-load with this root and `policy` (a file name in the
+    /// host directory, or None for no --policy).
+    fn load(&self, policy: Option<&str>, args: &[&str]) -> Run {
+        let root = self.root().display().to_string();
+        let mut all = vec!["--root", root.as_str(), "--lock-timeout", "2"];
+        let p;
+        if let Some(name) = policy {
+            p = self.dir.path().join(name).display().to_string();
+            all.extend(["--policy", p.as_str()]);
+        }
+        all.extend_from_slice(args);
+        run(&load_bin(), &all, &[])
+    }
+
+    fn blob(&self, digest: &str) -> PathBuf {
+        self.root()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+}
+
+/// Lines in the registry's access log.
+fn requests(reg: &TestRegistry) -> usize {
+    reg.log()
+        .lines()
+        .filter(|l| l.contains(" HTTP/1.1\" "))
+        .count()
+}
+
+#[test]
+fn pull_caches_verifies_and_never_needs_no_network() {
+    let Some(reg) = TestRegistry::plain("pull_caches_verifies_and_never_needs_no_network") else {
+        return;
+    };
+    let host = Host::new();
+    let image = reg.repo("ebpf/xdp:v1");
+    let digest = push_built(&xdp(), &image, &["--sign-key", &host.keys.private("a")]);
+
+    let out = host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("{}@{digest}", reg.repo("ebpf/xdp"))
+    );
+    assert!(out.stderr.contains("verified: scope '*'"), "{}", out.stderr);
+    assert!(host.blob(&digest).exists());
+    let listed = host.load(None, &["images", "--output", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(v[0]["digest"], digest);
+    assert_eq!(v[0]["signatures"].as_array().expect("array").len(), 1);
+    assert!(
+        v[0]["admitted"]["scope"]
+            .as_str()
+            .expect("scope")
+            .contains("require-signature")
+    );
+
+    // Warm cache: Never and IfNotPresent make no request at all.
+    let before = requests(&reg);
+    for policy in ["never", "if-not-present"] {
+        host.load(
+            Some("trusts-a.toml"),
+            &["pull", "--pull-policy", policy, &image],
+        )
+        .ok();
+    }
+    host.load(Some("trusts-a.toml"), &["verify", &image]).ok();
+    assert_eq!(
+        requests(&reg),
+        before,
+        "the registry was contacted:\n{}",
+        reg.log()
+    );
+    // Always resolves again.
+    host.load(
+        Some("trusts-a.toml"),
+        &["pull", "--pull-policy", "always", &image],
+    )
+    .ok();
+    assert!(requests(&reg) > before);
+
+    // Cold cache and Never: a clear error, and still no request.
+    let cold = Host::new();
+    let before = requests(&reg);
+    cold.load(
+        Some("trusts-a.toml"),
+        &["pull", "--pull-policy", "never", &image],
+    )
+    .fails_with("is not in the cache and the pull policy is Never");
+    assert_eq!(requests(&reg), before);
+}
+
+#[test]
+fn a_policy_change_applies_to_cached_images() {
+    let Some(reg) = TestRegistry::plain("a_policy_change_applies_to_cached_images") else {
+        return;
+    };
+    let host = Host::new();
+    let image = reg.repo("ebpf/xdp:v1");
+    push_built(&xdp(), &image, &["--sign-key", &host.keys.private("a")]);
+    host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
+    drop(reg); // offline from here on
+
+    host.load(Some("trusts-b.toml"), &["verify", &image])
+        .fails_with("no trusted key verifies it");
+    host.load(
+        Some("trusts-b.toml"),
+        &["pull", "--pull-policy", "never", &image],
+    )
+    .fails_with("no trusted key verifies it");
+    // No policy at all: nothing is admitted.
+    host.load(None, &["verify", &image])
+        .fails_with("no public key is trusted");
+    host.load(Some("trusts-a.toml"), &["verify", &image]).ok();
+}
+
+#[test]
+fn a_corrupt_blob_is_refused_and_fsck_quarantines_it() {
+    let Some(reg) = TestRegistry::plain("a_corrupt_blob_is_refused_and_fsck_quarantines_it") else {
+        return;
+    };
+    let host = Host::new();
+    let image = reg.repo("ebpf/xdp:v1");
+    push_built(&xdp(), &image, &["--sign-key", &host.keys.private("a")]);
+    host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&host.load(None, &["images", "--output", "json"]).ok().stdout)
+            .expect("json");
+    // Corrupt the layer (the object) on disk.
+    let layer = v[0]["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .find(|b| b["mediaType"].as_str().is_some_and(|m| m.contains("layer")))
+        .expect("layer")["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let path = host.blob(&layer);
+    let mut bytes = fs::read(&path).expect("blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&path, bytes).expect("write");
+
+    host.load(Some("trusts-a.toml"), &["verify", &image])
+        .fails_with(&format!("blob {layer} is corrupt on disk"));
+    let fsck = host.load(None, &["fsck"]).fails_with("corrupt entries");
+    assert!(
+        fsck.stdout.contains(&format!("corrupt {layer}")),
+        "{}",
+        fsck.stdout
+    );
+    assert!(
+        host.root()
+            .join("quarantine")
+            .join(layer.trim_start_matches("sha256:"))
+            .exists()
+    );
+    assert!(!path.exists());
+    let listed = host.load(None, &["images", "--output", "json"]).ok();
+    assert_eq!(listed.stdout.trim(), "[]");
+    host.load(None, &["fsck"]).ok();
+    // Pulling again repairs it.
+    host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
+    host.load(Some("trusts-a.toml"), &["verify", &image]).ok();
+}
+
+#[test]
+fn rmi_and_prune_free_what_nothing_uses() {
+    let Some(reg) = TestRegistry::plain("rmi_and_prune_free_what_nothing_uses") else {
+        return;
+    };
+    let host = Host::new();
+    let key = host.keys.private("a");
+    let sign = ["--sign-key", key.as_str()];
+    let xdp_ref = reg.repo("ebpf/prog:v1");
+    let old = push_built(&xdp(), &xdp_ref, &sign);
+    host.load(Some("trusts-a.toml"), &["pull", &xdp_ref]).ok();
+    // The tag moves; pulling it again leaves the old image unnamed.
+    let new = push_built(&tc(), &xdp_ref, &sign);
+    host.load(Some("trusts-a.toml"), &["pull", &xdp_ref]).ok();
+    let other = reg.repo("ebpf/other:v1");
+    push_built(
+        &crate::registry::obj("amd64", "kprobe.bpfel.o"),
+        &other,
+        &sign,
+    );
+    host.load(Some("trusts-a.toml"), &["pull", &other]).ok();
+    assert!(host.blob(&old).exists() && host.blob(&new).exists());
+
+    let pruned = host.load(None, &["prune"]).ok();
+    assert!(
+        pruned.stdout.contains(&format!("removed {old}")),
+        "{}",
+        pruned.stdout
+    );
+    assert!(!host.blob(&old).exists());
+    assert!(host.blob(&new).exists());
+
+    host.load(None, &["rmi", &xdp_ref]).ok();
+    assert!(!host.blob(&new).exists());
+    host.load(
+        None,
+        &[
+            "rmi",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+    )
+    .fails_with("no cached image matches");
+
+    host.load(None, &["prune", "--all"]).ok();
+    let left: Vec<_> = fs::read_dir(host.root().join("blobs/sha256"))
+        .expect("dir")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_held_lock_makes_the_next_invocation_wait_and_give_up() {
+    let host = Host::new();
+    let root = host.root();
+    fs::create_dir_all(&root).expect("root");
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(root.join("lock"))
+        .expect("lock");
+    lock.lock().expect("flock");
+    fs::write(
+        root.join("lock"),
+        "pid 4242 (bpfman-load pull example) since 0",
+    )
+    .expect("holder");
+    let out = host.load(None, &["images"]).fails_with("gave up after");
+    assert!(
+        out.stderr
+            .contains("held by pid 4242 (bpfman-load pull example)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("waiting for the lock"),
+        "{}",
+        out.stderr
+    );
+    drop(lock);
+    host.load(None, &["images"]).ok();
+    assert_no_temp(&root);
+}
+
+fn assert_no_temp(root: &Path) {
+    let tmp: Vec<_> = fs::read_dir(root.join("tmp")).expect("tmp").collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}
