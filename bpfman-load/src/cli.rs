@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::{Cache, DEFAULT_ROOT, ImageRecord};
 use crate::images::{self, PullPolicy};
+use crate::loadable::Loadable;
 use crate::lock::Lock;
 
 /// Where the host's trust policy is read from unless `--policy` is given.
@@ -206,6 +207,8 @@ fn pull(cache: &Cache, g: &Global, args: PullArgs) -> Result<()> {
         ))
         .with_context(|| format!("cannot pull {}", args.image))?;
     let admitted = images::verify_cached(cache, &args.image, record, &policy)?;
+    let loadable = Loadable::for_host(&admitted.content, admitted.proof.clone())
+        .with_context(|| format!("{} cannot be loaded on this host", args.image))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}@{}", args.image.name(), admitted.record.digest)?;
     eprintln!(
@@ -213,7 +216,26 @@ fn pull(cache: &Cache, g: &Global, args: PullArgs) -> Result<()> {
         admitted.proof.admitted_by(),
         signers(admitted.proof.signed_by())
     );
+    describe(&loadable);
     Ok(())
+}
+
+/// Says which object this host would load.
+fn describe(l: &Loadable) {
+    let image = l.image();
+    let programs: Vec<String> = image
+        .metadata
+        .programs
+        .iter()
+        .map(|(name, kind)| format!("{name} ({kind})"))
+        .collect();
+    eprintln!(
+        "for this host: linux/{} {} ({}): {}",
+        image.arch,
+        l.manifest().digest,
+        image.file_name,
+        programs.join(", ")
+    );
 }
 
 fn signers(keys: &[bpfman_trust::keys::KeyId]) -> String {
@@ -232,6 +254,9 @@ fn verify(cache: &Cache, g: &Global, image: &RegistryRef) -> Result<()> {
         anyhow::bail!("{key} is not in the cache; pull it first");
     };
     let admitted = images::verify_cached(cache, image, record, &policy)?;
+    let loadable = Loadable::for_host(&admitted.content, admitted.proof.clone())
+        .with_context(|| format!("{} cannot be loaded on this host", image))?;
+    describe(&loadable);
     for c in &admitted.verdict.checks {
         println!("{} ({}): {}", c.origin, c.format, c.outcome);
     }

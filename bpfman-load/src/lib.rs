@@ -4,6 +4,8 @@
 //! - [`cache`]: the content-addressed blob store and its sled index.
 //! - [`images`]: pull policies, pulling with signatures, and verifying a
 //!   cached image against the policy in force, offline.
+//! - [`loadable`]: the gate before the kernel: an admitted image narrowed
+//!   to this host's object, only with a proof for its digest.
 //! - [`lock`]: one invocation at a time per root.
 //! - [`platform`]: the index entry for this host, and the byte-order guard.
 //! - [`cli`]: the command line.
@@ -11,5 +13,6 @@
 pub mod cache;
 pub mod cli;
 pub mod images;
+pub mod loadable;
 pub mod lock;
 pub mod platform;

@@ -91,6 +91,11 @@ fn pull_caches_verifies_and_never_needs_no_network() {
         format!("{}@{digest}", reg.repo("ebpf/xdp"))
     );
     assert!(out.stderr.contains("verified: scope '*'"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("for this host: linux/amd64") && out.stderr.contains("xdp_stats (xdp)"),
+        "{}",
+        out.stderr
+    );
     assert!(host.blob(&digest).exists());
     let listed = host.load(None, &["images", "--output", "json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
@@ -301,4 +306,23 @@ fn a_held_lock_makes_the_next_invocation_wait_and_give_up() {
 fn assert_no_temp(root: &Path) {
     let tmp: Vec<_> = fs::read_dir(root.join("tmp")).expect("tmp").collect();
     assert!(tmp.is_empty(), "{tmp:?}");
+}
+
+#[test]
+fn an_image_without_this_hosts_platform_is_refused_before_loading() {
+    let Some(reg) = TestRegistry::plain("an_image_without_this_hosts_platform_is_refused") else {
+        return;
+    };
+    if std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let host = Host::new();
+    let image = reg.repo("ebpf/s390x-only:v1");
+    push_built(
+        &crate::registry::obj("s390x", "xdp_counter.bpfeb.o"),
+        &image,
+        &["--index", "--sign-key", &host.keys.private("a")],
+    );
+    host.load(Some("trusts-a.toml"), &["pull", &image])
+        .fails_with("no linux/amd64 entry (it has: linux/s390x)");
 }
