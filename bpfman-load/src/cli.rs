@@ -1,13 +1,13 @@
 //! The `bpfman-load` command line. In the library so the integration tests
 //! build their entry point from this code; `main.rs` only calls [`main`].
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bpfman_image::cli::TransportArgs;
+use bpfman_image::cli::{TransportArgs, exit, init_tracing, runtime};
 use bpfman_image::reference::RegistryRef;
 use bpfman_trust::policy::Policy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -124,24 +124,8 @@ struct PruneArgs {
 
 /// Parses the command line, runs the command, prints any error as a chain.
 pub fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            ExitCode::FAILURE
-        }
-    }
+    init_tracing();
+    exit(run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -186,13 +170,6 @@ fn load_policy(g: &Global) -> Result<Policy> {
             Ok(p)
         }
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 fn pull(cache: &Cache, g: &Global, args: PullArgs) -> Result<()> {
