@@ -377,13 +377,22 @@ fn write_blob(dir: &Path, bytes: &[u8]) -> Result<Option<PathBuf>, LayoutError> 
 }
 
 /// Writes to a temporary file in the same directory, syncs, renames.
+/// Layouts are shared content: readable by all, like skopeo's (umask still
+/// applies). tempfile's default would be 0600.
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Layouts are shared content: readable by all, like skopeo's (umask
-    // still applies). tempfile's default would be 0600.
+    write_file_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_file_atomic`] with the file created with `mode` from the start,
+/// so a secret (0600) is never briefly readable by others.
+pub fn write_file_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LayoutError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
         .tempfile_in(dir)
         .map_err(io_err("create a temporary file in", dir))?;
     tmp.write_all(bytes)

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -152,33 +151,11 @@ pub(super) fn keygen(args: KeygenArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes a secret: created with mode 0600 from the start (never briefly
-/// readable by others), then renamed into place.
+/// Writes a secret: created with mode 0600 from the start, then renamed
+/// into place.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write private key '{}'", path.display()));
-    }
-    Ok(())
+    crate::layout::write_file_atomic_mode(path, bytes, 0o600)
+        .with_context(|| format!("cannot write private key '{}'", path.display()))
 }
 
 fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
