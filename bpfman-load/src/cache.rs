@@ -126,6 +126,16 @@ impl ImageRecord {
     pub fn size(&self) -> u64 {
         self.blobs.iter().map(|d| d.size).sum()
     }
+
+    /// Every blob this record needs: the image's and its signatures'.
+    pub fn needed(&self) -> impl Iterator<Item = &Digest> {
+        let signatures = self.signatures.iter().filter_map(|s| match s {
+            CachedSignature::Legacy { payload, .. } => Some(&payload.digest),
+            CachedSignature::Bundle { bundle, .. } => Some(&bundle.digest),
+            CachedSignature::Unreadable { .. } => None,
+        });
+        self.blobs.iter().map(|d| &d.digest).chain(signatures)
+    }
 }
 
 /// What `fsck` found.
@@ -382,6 +392,14 @@ impl Cache {
         }
     }
 
+    /// The record `reference` was last pulled as, if any.
+    pub fn lookup(&self, reference: &str) -> Result<Option<ImageRecord>, CacheError> {
+        match self.resolve(reference)? {
+            Some(d) => self.image(&d),
+            None => Ok(None),
+        }
+    }
+
     /// The record of `digest`, if cached.
     pub fn image(&self, digest: &Digest) -> Result<Option<ImageRecord>, CacheError> {
         let key = digest.to_string();
@@ -498,18 +516,7 @@ impl Cache {
     fn blobs_in_use(&self) -> Result<HashSet<Digest>, CacheError> {
         let mut used = HashSet::new();
         for rec in self.images()? {
-            used.extend(rec.blobs.iter().map(|d| d.digest.clone()));
-            for s in &rec.signatures {
-                match s {
-                    CachedSignature::Legacy { payload, .. } => {
-                        used.insert(payload.digest.clone());
-                    }
-                    CachedSignature::Bundle { bundle, .. } => {
-                        used.insert(bundle.digest.clone());
-                    }
-                    CachedSignature::Unreadable { .. } => {}
-                }
-            }
+            used.extend(rec.needed().cloned());
         }
         Ok(used)
     }
@@ -555,15 +562,7 @@ impl Cache {
             }
         }
         for rec in self.images()? {
-            let mut needed: Vec<&Digest> = rec.blobs.iter().map(|d| &d.digest).collect();
-            for s in &rec.signatures {
-                match s {
-                    CachedSignature::Legacy { payload, .. } => needed.push(&payload.digest),
-                    CachedSignature::Bundle { bundle, .. } => needed.push(&bundle.digest),
-                    CachedSignature::Unreadable { .. } => {}
-                }
-            }
-            if needed.iter().any(|d| !self.blob_path(d).exists()) {
+            if rec.needed().any(|d| !self.blob_path(d).exists()) {
                 self.remove_image(&rec.digest)?;
                 report.images_dropped.push(rec.digest);
             }

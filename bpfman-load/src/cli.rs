@@ -227,7 +227,7 @@ fn signers(keys: &[bpfman_trust::keys::KeyId]) -> String {
 fn verify(cache: &Cache, g: &Global, image: &RegistryRef) -> Result<()> {
     let policy = load_policy(g)?;
     let key = images::cache_key(image);
-    let Some(record) = images::find(cache, &key)? else {
+    let Some(record) = cache.lookup(&key)? else {
         anyhow::bail!("{key} is not in the cache; pull it first");
     };
     let admitted = images::verify_cached(cache, image, record, &policy)?;

@@ -85,11 +85,7 @@ pub async fn ensure(
     policy: PullPolicy,
 ) -> Result<ImageRecord, ImageError> {
     let key = cache_key(r);
-    let cached = match cache.resolve(&key)? {
-        Some(d) => cache.image(&d)?,
-        None => None,
-    };
-    match (policy, cached) {
+    match (policy, cache.lookup(&key)?) {
         (PullPolicy::Always, _) => pull(cache, opts, r).await,
         (_, Some(rec)) => Ok(rec),
         (PullPolicy::IfNotPresent, None) => pull(cache, opts, r).await,
@@ -171,10 +167,8 @@ pub fn find(cache: &Cache, what: &str) -> Result<Option<ImageRecord>, ImageError
             return Ok(matches.into_iter().next());
         }
     }
-    if let Ok(r) = what.parse::<RegistryRef>()
-        && let Some(d) = cache.resolve(&cache_key(&r))?
-    {
-        return Ok(cache.image(&d)?);
+    match what.parse::<RegistryRef>() {
+        Ok(r) => Ok(cache.lookup(&cache_key(&r))?),
+        Err(_) => Ok(None),
     }
-    Ok(None)
 }
