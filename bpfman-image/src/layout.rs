@@ -339,14 +339,7 @@ fn create_layout(
     for blob in blobs {
         write_blob(tmp.path(), blob)?;
     }
-    let index = ImageIndex {
-        schema_version: 2,
-        media_type: Some(media::OCI_INDEX.into()),
-        artifact_type: None,
-        manifests: vec![entry],
-        subject: None,
-        annotations: Default::default(),
-    };
+    let index = ImageIndex::new(vec![entry], Default::default());
     write_file_atomic(&tmp.path().join(INDEX), &to_canonical_json(&index))?;
     // rename(2) of a directory fails if the target is (or meanwhile became)
     // non-empty; the temporary directory is then dropped, i.e. removed.

@@ -173,14 +173,7 @@ pub fn assemble_index(
         let key = |d: &Descriptor| d.platform.as_ref().map(|p| p.architecture.clone());
         key(a).cmp(&key(b))
     });
-    let index = ImageIndex {
-        schema_version: 2,
-        media_type: Some(media::OCI_INDEX.into()),
-        artifact_type: None,
-        manifests,
-        subject: None,
-        annotations,
-    };
+    let index = ImageIndex::new(manifests, annotations);
     let bytes = to_canonical_json(&index);
     let desc = Descriptor::for_bytes(media::OCI_INDEX, &bytes);
     (bytes, desc)

@@ -97,6 +97,20 @@ pub struct ImageIndex {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl ImageIndex {
+    /// An OCI image index of `manifests`, the one shape we write.
+    pub fn new(manifests: Vec<Descriptor>, annotations: BTreeMap<String, String>) -> Self {
+        Self {
+            schema_version: 2,
+            media_type: Some(crate::media::OCI_INDEX.into()),
+            artifact_type: None,
+            manifests,
+            subject: None,
+            annotations,
+        }
+    }
+}
+
 /// The image configuration. Only what a bytecode image uses is modelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageConfig {

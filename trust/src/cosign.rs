@@ -618,14 +618,7 @@ pub fn referrers_index(existing: Option<&ImageIndex>, entry: &Descriptor) -> (De
     if !manifests.iter().any(|d| d.digest == entry.digest) {
         manifests.push(entry.clone());
     }
-    let index = ImageIndex {
-        schema_version: 2,
-        media_type: Some(media::OCI_INDEX.into()),
-        artifact_type: None,
-        manifests,
-        subject: None,
-        annotations: BTreeMap::new(),
-    };
+    let index = ImageIndex::new(manifests, BTreeMap::new());
     let bytes = to_canonical_json(&index);
     (Descriptor::for_bytes(media::OCI_INDEX, &bytes), bytes)
 }
