@@ -13,42 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-7}
 
-for tool in docker-registry skopeo python3; do
-	command -v "$tool" >/dev/null || { echo "benches/load_cache.sh needs $tool" >&2; exit 1; }
-done
+source benches/lib.sh
+needs docker-registry skopeo python3
 
 cargo build --release --quiet -p bpfman-image -p bpfman-load
 IMG=$PWD/target/release/bpfman-image
 LOAD=$PWD/target/release/bpfman-load
 
-work=$(mktemp -d)
-reg_pid=
-cleanup() {
-	[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$port
-cat >"$work/config.yml" <<CONF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/data
-http:
-  addr: $REG
-CONF
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	sleep 0.1
-done
+start_registry
 
 export COSIGN_PASSWORD=bench
 "$IMG" keygen --output-key-prefix "$work/k" 2>/dev/null
@@ -61,10 +33,6 @@ IMAGE=$REG/bench/xdp:v1
 "$IMG" build -q --push "$IMAGE" --sign-key "$work/k.key" \
 	--object amd64=testdata/bpf/xdp_counter.bpfel.o \
 	--object s390x=testdata/bpf/xdp_counter.bpfeb.o >/dev/null
-
-now() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ms() { awk -v n="$1" 'BEGIN {printf "%.1f", n/1e6}'; }
 
 : >"$work/cold" && : >"$work/warm" && : >"$work/skopeo"
 for i in $(seq "$ROUNDS"); do

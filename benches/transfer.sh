@@ -14,41 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-7}
 
-for tool in docker-registry skopeo llvm-objcopy-14 python3; do
-	command -v "$tool" >/dev/null || { echo "benches/transfer.sh needs $tool" >&2; exit 1; }
-done
+source benches/lib.sh
+needs docker-registry skopeo llvm-objcopy-14 python3
 
 cargo build --release --quiet -p bpfman-image
 BIN=$PWD/target/release/bpfman-image
 
-work=$(mktemp -d)
-reg_pid=
-cleanup() {
-	[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$port
-cat >"$work/config.yml" <<CONF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/data
-http:
-  addr: $REG
-CONF
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	sleep 0.1
-done
+start_registry
 
 # Two images: the multi-arch example (small, many requests) and a single
 # object carrying 16 MiB of incompressible data (throughput, chunked upload).
@@ -60,10 +32,6 @@ llvm-objcopy-14 --add-section .bench_payload="$work/payload.bin" \
 	--set-section-flags .bench_payload=readonly,data \
 	testdata/bpf/xdp_counter.bpfel.o "$work/large.bpfel.o"
 "$BIN" build -q --output "oci:$work/large:v1" --object "$work/large.bpfel.o" >/dev/null
-
-now() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ms() { awk -v n="$1" 'BEGIN {printf "%.1f", n/1e6}'; }
 
 printf '%-6s %-8s %10s %10s %10s\n' image tool "push ms" "pull ms" "total ms"
 for img in small large; do
