@@ -72,9 +72,8 @@ pub struct Resolved {
     /// What trust policy scopes match: `registry/repository`, or
     /// `oci:/absolute/dir` for a layout.
     pub identity: String,
-    /// The manifest or index, and its verified bytes.
+    /// The manifest or index (its bytes were checked against it).
     pub top: Descriptor,
-    pub bytes: Vec<u8>,
 }
 
 /// Where an image and its signatures live.
@@ -99,16 +98,15 @@ pub async fn resolve(store: &Store<'_>, r: &ImageRef) -> Result<Resolved, SignEr
             Ok(Resolved {
                 identity: rr.name(),
                 top: f.descriptor,
-                bytes: f.bytes,
             })
         }
         (_, ImageRef::Layout(l)) => {
             let (layout, _, top) = inspect::resolve_layout(l)?;
-            let bytes = layout.read_blob(&top)?;
+            // Present and intact, like a registry's answer.
+            layout.read_blob(&top)?;
             Ok(Resolved {
                 identity: layout_identity(&l.dir)?,
                 top,
-                bytes,
             })
         }
         (Store::Layout { .. }, ImageRef::Registry(rr)) => {

@@ -416,7 +416,6 @@ fn build(args: BuildArgs) -> Result<()> {
         let resolved = Resolved {
             identity,
             top: built.top.clone(),
-            bytes: Vec::new(),
         };
         let line = rt.block_on(sign::sign_resolved(
             store,
