@@ -16,3 +16,4 @@ pub mod images;
 pub mod loadable;
 pub mod lock;
 pub mod platform;
+pub mod sections;
