@@ -48,6 +48,8 @@ pub enum CacheError {
         #[source]
         source: sled::Error,
     },
+    #[error("the program state in the cache index is unusable: {0}")]
+    State(String),
     #[error("cache record for {key} is unreadable ({source}); run bpfman-load fsck")]
     Record {
         key: String,
@@ -212,6 +214,13 @@ impl Cache {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Another tree of the same database (sled allows one open per
+    /// process), for the program state.
+    pub fn tree(&self, name: &str) -> Result<(sled::Db, sled::Tree), CacheError> {
+        let tree = self.db.open_tree(name).map_err(|e| self.db_err(e))?;
+        Ok((self.db.clone(), tree))
     }
 
     fn db_err(&self, source: sled::Error) -> CacheError {

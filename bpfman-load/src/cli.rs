@@ -12,10 +12,13 @@ use bpfman_image::reference::RegistryRef;
 use bpfman_trust::policy::Policy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::bpffs::{Bpffs, DEFAULT_BPFFS};
 use crate::cache::{Cache, DEFAULT_ROOT, ImageRecord};
-use crate::images::{self, PullPolicy};
+use crate::images::{self, Admitted, PullPolicy};
 use crate::loadable::Loadable;
+use crate::loader::{AttachRequest, LoadOptions, Loader, TcxOrder};
 use crate::lock::Lock;
+use crate::state::{ProgramRecord, Source, State};
 
 /// Where the host's trust policy is read from unless `--policy` is given.
 pub const DEFAULT_POLICY: &str = "/etc/bpfman-load/policy.toml";
@@ -41,6 +44,9 @@ struct Global {
     /// Seconds to wait for another bpfman-load to finish with the root.
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
     lock_timeout: u64,
+    /// Where bpffs is (or will be) mounted; pins go in its bpfman-load/.
+    #[arg(long, global = true, default_value = DEFAULT_BPFFS, value_name = "DIR")]
+    bpffs: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +63,183 @@ enum Command {
     Prune(PruneArgs),
     /// Re-hash every cached blob; quarantine corrupt ones.
     Fsck,
+    /// Load programs from a verified image or a local object file.
+    #[command(subcommand)]
+    Load(LoadCommand),
+    /// Attach a loaded program (by id) to a hook.
+    Attach(AttachArgs),
+    /// Detach a link (by link id).
+    Detach {
+        #[arg(value_name = "LINK_ID")]
+        link: u32,
+    },
+    /// Detach and unload programs (by id), with their pins.
+    Unload {
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<u32>,
+    },
+    /// List the programs we loaded (--all: every program in the kernel).
+    List(ListArgs),
+    /// Show one program we loaded.
+    Get {
+        #[arg(value_name = "ID")]
+        id: u32,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+// Parsed once per run; boxing the transport options buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum LoadCommand {
+    /// From an image: pulled per --pull-policy, verified against the policy.
+    Image {
+        /// REGISTRY/REPO[:TAG][@DIGEST].
+        #[arg(value_name = "IMAGE")]
+        image: RegistryRef,
+        #[arg(long, value_enum, default_value_t = PullPolicyArg::IfNotPresent)]
+        pull_policy: PullPolicyArg,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        transport: TransportArgs,
+    },
+    /// From a local eBPF object file (no signature: the operator vouches).
+    File {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// A program (function) to load; repeat for more [default: all].
+    #[arg(long = "program", short = 'p', value_name = "NAME")]
+    programs: Vec<String>,
+    /// Set a global variable before loading: NAME=HEX (its exact size,
+    /// in the object's byte order).
+    #[arg(long = "global", value_name = "NAME=HEX", value_parser = parse_global)]
+    globals: Vec<(String, Vec<u8>)>,
+    /// Reuse the maps (by name) of a program already loaded.
+    #[arg(long, value_name = "ID")]
+    share_maps_with: Option<u32>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+fn parse_global(s: &str) -> Result<(String, Vec<u8>), String> {
+    let (name, hex) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=HEX"))?;
+    let hex = hex.strip_prefix("0x").unwrap_or(hex);
+    if name.is_empty() || hex.is_empty() || hex.len() % 2 != 0 {
+        return Err(format!(
+            "'{s}': the value must be an even number of hex digits"
+        ));
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("'{s}': '{hex}' is not hex"))?;
+    Ok((name.to_string(), bytes))
+}
+
+#[derive(Debug, Args)]
+struct AttachArgs {
+    /// The program id (see bpfman-load list).
+    #[arg(value_name = "ID")]
+    id: u32,
+    #[command(subcommand)]
+    hook: Hook,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    Default,
+    Skb,
+    Driver,
+    Hw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Subcommand)]
+enum Hook {
+    /// XDP, exclusive: this program owns the interface's XDP hook.
+    Xdp {
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
+        /// A network namespace: a name under /run/netns, or a path.
+        #[arg(long, value_name = "NETNS")]
+        netns: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = XdpModeArg::Default)]
+        mode: XdpModeArg,
+    },
+    /// tcx (Linux 6.6+), ordered among the hook's tcx programs.
+    Tcx {
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
+        #[arg(long, value_enum)]
+        direction: Direction,
+        #[arg(long, value_name = "NETNS")]
+        netns: Option<PathBuf>,
+        /// Run before every other tcx program on the hook.
+        #[arg(long, conflicts_with_all = ["before", "after"])]
+        first: bool,
+        /// Run before this program of ours.
+        #[arg(long, value_name = "ID", conflicts_with = "after")]
+        before: Option<u32>,
+        /// Run after this program of ours.
+        #[arg(long, value_name = "ID")]
+        after: Option<u32>,
+    },
+    /// A tracepoint: CATEGORY/NAME (see /sys/kernel/tracing/events).
+    Tracepoint {
+        #[arg(value_name = "CATEGORY/NAME")]
+        tracepoint: String,
+    },
+    /// A kprobe or kretprobe (as the program was written).
+    Kprobe {
+        #[arg(value_name = "FUNCTION")]
+        function: String,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// A uprobe or uretprobe (as the program was written).
+    Uprobe {
+        /// The binary or library.
+        #[arg(long, value_name = "PATH")]
+        target: PathBuf,
+        /// A symbol in it; without one, --offset is a file offset.
+        #[arg(long, value_name = "SYMBOL", required_unless_present = "offset")]
+        function: Option<String>,
+        #[arg(long, value_name = "BYTES")]
+        offset: Option<u64>,
+        /// Only this process.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// fentry, at the function its section names.
+    Fentry,
+    /// fexit, at the function its section names.
+    Fexit,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Every program in the kernel, marking which are ours.
+    #[arg(long)]
+    all: bool,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -142,10 +325,56 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pull(args) => pull(&cache, g, args),
         Command::Verify(args) => verify(&cache, g, &args.image),
         Command::Images(args) => list(&cache, args.output),
-        Command::Rmi(args) => rmi(&cache, &args.images),
-        Command::Prune(args) => prune(&cache, args.all),
+        Command::Rmi(args) => rmi(&cache, &kernel(&cache, g)?, &args.images),
+        Command::Prune(args) => prune(&cache, &kernel(&cache, g)?, args.all),
         Command::Fsck => fsck(&cache),
+        Command::Load(cmd) => load(&cache, g, cmd),
+        Command::Attach(args) => attach(&kernel(&cache, g)?, args),
+        Command::Detach { link } => {
+            let (id, l) = kernel(&cache, g)?.detach(link)?;
+            println!("detached link {link} ({}) from program {id}", l.attachment);
+            Ok(())
+        }
+        Command::Unload { ids } => {
+            let loader = kernel(&cache, g)?;
+            for id in ids {
+                let r = loader.unload(id)?;
+                println!("unloaded {id} ({})", r.name);
+            }
+            Ok(())
+        }
+        Command::List(args) => list_programs(&kernel(&cache, g)?, args),
+        Command::Get { id, output } => get(&kernel(&cache, g)?, id, output),
     }
+}
+
+/// The loader, after reconciling the state with the kernel and bpffs
+/// (reported on stderr).
+fn kernel(cache: &Cache, g: &Global) -> Result<Loader> {
+    let fs = Bpffs::open(&g.bpffs, &g.root)?;
+    let loader = Loader::new(State::open(cache)?, fs);
+    let report = loader
+        .reconcile()
+        .context("cannot reconcile the program state with the kernel")?;
+    for (r, why) in &report.vanished {
+        eprintln!(
+            "program {} ({}) vanished: {why}; removed from the state",
+            r.id, r.name
+        );
+    }
+    for (id, l) in &report.links_gone {
+        eprintln!(
+            "link {} of program {id} ({}) vanished: its pin is gone; removed from the state",
+            l.id, l.attachment
+        );
+    }
+    for p in &report.strays {
+        eprintln!(
+            "removed stray pin '{}' (left by an interrupted run)",
+            p.display()
+        );
+    }
+    Ok(loader)
 }
 
 /// Creates the root (0700) so the lock file has somewhere to live.
@@ -172,20 +401,28 @@ fn load_policy(g: &Global) -> Result<Policy> {
     }
 }
 
-fn pull(cache: &Cache, g: &Global, args: PullArgs) -> Result<()> {
+/// Gets an image into the cache per the pull policy, verifies it against
+/// the policy in force, and narrows it to this host.
+fn admit(
+    cache: &Cache,
+    g: &Global,
+    image: &RegistryRef,
+    pull_policy: PullPolicyArg,
+    transport: &TransportArgs,
+) -> Result<(Admitted, Loadable)> {
     let policy = load_policy(g)?;
-    let opts = args.transport.options()?;
+    let opts = transport.options()?;
     let record = runtime()?
-        .block_on(images::ensure(
-            cache,
-            &opts,
-            &args.image,
-            args.pull_policy.into(),
-        ))
-        .with_context(|| format!("cannot pull {}", args.image))?;
-    let admitted = images::verify_cached(cache, &args.image, record, &policy)?;
+        .block_on(images::ensure(cache, &opts, image, pull_policy.into()))
+        .with_context(|| format!("cannot pull {image}"))?;
+    let admitted = images::verify_cached(cache, image, record, &policy)?;
     let loadable = Loadable::for_host(&admitted.content, admitted.proof.clone())
-        .with_context(|| format!("{} cannot be loaded on this host", args.image))?;
+        .with_context(|| format!("{image} cannot be loaded on this host"))?;
+    Ok((admitted, loadable))
+}
+
+fn pull(cache: &Cache, g: &Global, args: PullArgs) -> Result<()> {
+    let (admitted, loadable) = admit(cache, g, &args.image, args.pull_policy, &args.transport)?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}@{}", args.image.name(), admitted.record.digest)?;
     eprintln!(
@@ -285,11 +522,31 @@ fn list(cache: &Cache, output: Output) -> Result<()> {
     Ok(())
 }
 
-fn rmi(cache: &Cache, what: &[String]) -> Result<()> {
+/// The cached images loaded programs came from.
+fn in_use(loader: &Loader) -> Result<Vec<(bpfman_image_spec::digest::Digest, u32)>> {
+    Ok(loader
+        .state()
+        .all()?
+        .into_iter()
+        .filter_map(|r| match r.source {
+            Source::Image { image, .. } => Some((image, r.id)),
+            Source::File { .. } => None,
+        })
+        .collect())
+}
+
+fn rmi(cache: &Cache, loader: &Loader, what: &[String]) -> Result<()> {
+    let used = in_use(loader)?;
     for w in what {
         let Some(record) = images::find(cache, w)? else {
             anyhow::bail!("no cached image matches '{w}'; see bpfman-load images");
         };
+        if let Some((_, id)) = used.iter().find(|(d, _)| *d == record.digest) {
+            anyhow::bail!(
+                "{} is in use by loaded program {id}; unload it first (bpfman-load unload {id})",
+                record.digest
+            );
+        }
         cache.remove_image(&record.digest)?;
         println!("removed {}", record.digest);
     }
@@ -298,10 +555,11 @@ fn rmi(cache: &Cache, what: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn prune(cache: &Cache, all: bool) -> Result<()> {
-    // No program is loaded from the cache yet (loading arrives with its
-    // issue), so with --all every image goes.
-    let keep = |r: &ImageRecord| !all && !r.references.is_empty();
+fn prune(cache: &Cache, loader: &Loader, all: bool) -> Result<()> {
+    let used = in_use(loader)?;
+    let keep = |r: &ImageRecord| {
+        used.iter().any(|(d, _)| *d == r.digest) || (!all && !r.references.is_empty())
+    };
     let (removed, blobs, bytes) = cache.prune(keep)?;
     for r in &removed {
         println!("removed {}", r.digest);
@@ -336,4 +594,241 @@ fn fsck(cache: &Cache) -> Result<()> {
     } else {
         anyhow::bail!("the cache had corrupt entries (now quarantined)")
     }
+}
+
+fn load(cache: &Cache, g: &Global, cmd: LoadCommand) -> Result<()> {
+    let (records, output) = match cmd {
+        LoadCommand::Image {
+            image,
+            pull_policy,
+            load,
+            transport,
+        } => {
+            // Pull and verify before touching the kernel; the kernel side
+            // gets only a Loadable, which exists only with a proof.
+            let (admitted, loadable) = admit(cache, g, &image, pull_policy, &transport)?;
+            let loader = kernel(cache, g)?;
+            let opts = load_options(&load);
+            let records = loader
+                .load_image(
+                    &loadable,
+                    &images::cache_key(&image),
+                    &admitted.record.digest,
+                    &opts,
+                )
+                .with_context(|| format!("cannot load {image}"))?;
+            (records, load.output)
+        }
+        LoadCommand::File { path, load } => {
+            let loader = kernel(cache, g)?;
+            let records = loader
+                .load_file(&path, &load_options(&load))
+                .with_context(|| format!("cannot load '{}'", path.display()))?;
+            (records, load.output)
+        }
+    };
+    print_programs(&records, output)
+}
+
+fn load_options(a: &LoadArgs) -> LoadOptions {
+    LoadOptions {
+        programs: a.programs.clone(),
+        globals: a.globals.clone(),
+        share_maps_with: a.share_maps_with,
+    }
+}
+
+fn attach(loader: &Loader, args: AttachArgs) -> Result<()> {
+    let request = match args.hook {
+        Hook::Xdp { iface, netns, mode } => AttachRequest::Xdp {
+            interface: iface,
+            netns,
+            mode: match mode {
+                XdpModeArg::Default => aya::programs::XdpMode::Default,
+                XdpModeArg::Skb => aya::programs::XdpMode::Skb,
+                XdpModeArg::Driver => aya::programs::XdpMode::Driver,
+                XdpModeArg::Hw => aya::programs::XdpMode::Hardware,
+            },
+        },
+        Hook::Tcx {
+            iface,
+            direction,
+            netns,
+            first,
+            before,
+            after,
+        } => AttachRequest::Tcx {
+            interface: iface,
+            netns,
+            ingress: matches!(direction, Direction::Ingress),
+            order: match (first, before, after) {
+                (true, _, _) => TcxOrder::First,
+                (_, Some(id), _) => TcxOrder::Before(id),
+                (_, _, Some(id)) => TcxOrder::After(id),
+                _ => TcxOrder::Last,
+            },
+        },
+        Hook::Tracepoint { tracepoint } => {
+            let Some((category, name)) = tracepoint.split_once('/') else {
+                anyhow::bail!(
+                    "'{tracepoint}' is not CATEGORY/NAME (e.g. syscalls/sys_enter_openat)"
+                );
+            };
+            AttachRequest::Tracepoint {
+                category: category.into(),
+                name: name.into(),
+            }
+        }
+        Hook::Kprobe { function, offset } => AttachRequest::Kprobe { function, offset },
+        Hook::Uprobe {
+            target,
+            function,
+            offset,
+            pid,
+        } => AttachRequest::Uprobe {
+            target,
+            function,
+            offset: offset.unwrap_or(0),
+            pid,
+        },
+        Hook::Fentry | Hook::Fexit => AttachRequest::Tracing,
+    };
+    let link = loader
+        .attach(args.id, &request)
+        .with_context(|| format!("cannot attach program {}", args.id))?;
+    println!("{}", link.id);
+    eprintln!(
+        "attached program {} as link {}: {}",
+        args.id, link.id, link.attachment
+    );
+    Ok(())
+}
+
+fn print_programs(records: &[ProgramRecord], output: Output) -> Result<()> {
+    let mut out = io::stdout().lock();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, records)?;
+            writeln!(out)?;
+        }
+        Output::Table => {
+            writeln!(
+                out,
+                "{:>7}  {:<20} {:<14} {:<30} LINKS",
+                "ID", "NAME", "TYPE", "SOURCE"
+            )?;
+            for r in records {
+                let source = match &r.source {
+                    Source::Image { reference, .. } => reference.clone(),
+                    Source::File { path, .. } => path.display().to_string(),
+                };
+                let links: Vec<String> = r
+                    .links
+                    .iter()
+                    .map(|l| format!("{}: {}", l.id, l.attachment))
+                    .collect();
+                let kind = serde_json::to_value(r.kind)?;
+                writeln!(
+                    out,
+                    "{:>7}  {:<20} {:<14} {:<30} {}",
+                    r.id,
+                    r.name,
+                    kind.as_str().unwrap_or("?"),
+                    source,
+                    if links.is_empty() {
+                        "-".into()
+                    } else {
+                        links.join(", ")
+                    }
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list_programs(loader: &Loader, args: ListArgs) -> Result<()> {
+    if !args.all {
+        let mut records = loader.state().all()?;
+        records.sort_by_key(|r| r.id);
+        return print_programs(&records, args.output);
+    }
+    let programs = loader.kernel_programs()?;
+    let mut out = io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, &programs)?;
+            writeln!(out)?;
+        }
+        Output::Table => {
+            writeln!(
+                out,
+                "{:>7}  {:<20} {:<22} {:<16}  OURS",
+                "ID", "NAME", "TYPE", "TAG"
+            )?;
+            for p in &programs {
+                writeln!(
+                    out,
+                    "{:>7}  {:<20} {:<22} {:<16}  {}",
+                    p.id,
+                    p.name,
+                    p.kind,
+                    p.tag,
+                    if p.ours { "yes" } else { "no" }
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn get(loader: &Loader, id: u32, output: Output) -> Result<()> {
+    let r = loader.record(id)?;
+    if let Output::Json = output {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let kind = serde_json::to_value(r.kind)?;
+    println!("id:        {}", r.id);
+    println!("name:      {}", r.name);
+    println!(
+        "type:      {} (section '{}')",
+        kind.as_str().unwrap_or("?"),
+        r.section
+    );
+    println!("tag:       {}", r.tag);
+    println!("pin:       {}", r.pin.display());
+    match &r.source {
+        Source::Image {
+            reference,
+            image,
+            manifest,
+            admitted_by,
+        } => {
+            println!("image:     {reference}");
+            println!("digest:    {image} (manifest {manifest})");
+            println!("admitted:  {admitted_by}");
+        }
+        Source::File { path, sha256 } => {
+            println!("file:      {} ({sha256})", path.display());
+        }
+    }
+    for g in &r.globals {
+        println!("global:    {g}");
+    }
+    for m in &r.maps {
+        let shared = if m.shared { " (shared)" } else { "" };
+        println!("map:       {} at {}{shared}", m.name, m.pin.display());
+    }
+    for l in &r.links {
+        println!(
+            "link:      {} {} at {}",
+            l.id,
+            l.attachment,
+            l.pin.display()
+        );
+    }
+    Ok(())
 }

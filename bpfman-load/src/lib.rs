@@ -10,10 +10,14 @@
 //! - [`platform`]: the index entry for this host, and the byte-order guard.
 //! - [`cli`]: the command line.
 
+pub mod bpffs;
 pub mod cache;
 pub mod cli;
 pub mod images;
 pub mod loadable;
+pub mod loader;
 pub mod lock;
 pub mod platform;
+pub mod probe;
 pub mod sections;
+pub mod state;

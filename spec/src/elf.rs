@@ -120,6 +120,55 @@ pub fn identify(bytes: &[u8]) -> Result<Endianness, ElfError> {
     Ok(endian)
 }
 
+/// A global variable: what `--global NAME=HEX` can set before loading.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GlobalVar {
+    pub name: String,
+    /// `.rodata`, `.data`, `.bss` or one of their `.name` variants.
+    pub section: String,
+    pub size: u64,
+}
+
+/// The object's global variables (named data symbols in `.rodata*`,
+/// `.data*` and `.bss*`), sorted by name.
+pub fn globals(bytes: &[u8]) -> Result<Vec<GlobalVar>, ElfError> {
+    identify(bytes)?;
+    let file =
+        ElfFile64::<object::Endianness>::parse(bytes).map_err(|source| ElfError::Malformed {
+            what: "cannot parse headers, sections or symbols",
+            source,
+        })?;
+    let mut out = Vec::new();
+    for sym in file.symbols() {
+        let (Some(index), SymbolKind::Data) = (sym.section_index(), sym.kind()) else {
+            continue;
+        };
+        let Ok(section) = file.section_by_index(index) else {
+            continue;
+        };
+        let Ok(section_name) = section.name() else {
+            continue;
+        };
+        let data_section = [".rodata", ".data", ".bss"]
+            .iter()
+            .any(|p| section_name == *p || section_name.starts_with(&format!("{p}.")));
+        if !data_section {
+            continue;
+        }
+        if let Ok(name) = sym.name()
+            && !name.is_empty()
+        {
+            out.push(GlobalVar {
+                name: name.to_string(),
+                section: section_name.to_string(),
+                size: sym.size(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 /// Lists the programs and maps of an eBPF object.
 pub fn inspect(bytes: &[u8]) -> Result<ObjectInfo, ElfError> {
     let endianness = identify(bytes)?;

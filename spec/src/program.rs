@@ -7,7 +7,7 @@ use std::str::FromStr;
 /// What a program's ELF section says it is, after libbpf's section naming
 /// rules. The loader needs this detail (kprobe vs kretprobe, tcx direction);
 /// the image label only carries the coarse [`ProgramType`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SectionKind {
     Xdp,

@@ -10,12 +10,14 @@ use tempfile::TempDir;
 
 use crate::registry_harness::TestRegistry;
 use crate::signing::{Keys, push_built, tc, xdp};
-use crate::support::{Run, load_bin, run};
+use crate::support::{BpfMount, Run, load_bin, run};
 
 /// A cache root, a policy trusting key `a` for everything, and the keys.
 struct Host {
     dir: TempDir,
     keys: Keys,
+    /// prune and rmi look at what is loaded, so they reconcile with bpffs.
+    bpf: BpfMount,
 }
 
 impl Host {
@@ -23,6 +25,7 @@ impl Host {
         let host = Self {
             dir: TempDir::new().expect("tmp"),
             keys: Keys::new(),
+            bpf: BpfMount::new(),
         };
         host.policy("trusts-a.toml", "a");
         host.policy("trusts-b.toml", "b");
@@ -51,7 +54,15 @@ impl Host {
     /// host directory, or None for no --policy).
     fn load(&self, policy: Option<&str>, args: &[&str]) -> Run {
         let root = self.root().display().to_string();
-        let mut all = vec!["--root", root.as_str(), "--lock-timeout", "2"];
+        let bpf = self.bpf.path().display().to_string();
+        let mut all = vec![
+            "--root",
+            root.as_str(),
+            "--bpffs",
+            bpf.as_str(),
+            "--lock-timeout",
+            "2",
+        ];
         let p;
         if let Some(name) = policy {
             p = self.dir.path().join(name).display().to_string();

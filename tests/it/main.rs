@@ -6,6 +6,7 @@ mod support;
 mod build;
 mod fake_registry;
 mod interop;
+mod kernel;
 mod load_cache;
 mod registry;
 mod registry_harness;

@@ -61,7 +61,10 @@ pub fn have_tool_with(test: &str, tool: &str, arg: &str, install: &str) -> bool 
 /// The result of running a command, with helpers for assertions.
 #[derive(Debug)]
 pub struct Run {
+    /// The exit code, or -1 when a signal ended the process.
     pub status: i32,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -69,8 +72,10 @@ pub struct Run {
 impl Run {
     /// The result of `cmd`, printed for the test log.
     pub fn from(cmd: &Command, out: Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
         let run = Self {
             status: out.status.code().unwrap_or(-1),
+            signal: out.status.signal(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
@@ -136,4 +141,43 @@ pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// True when running as root; otherwise skips (or fails in CI).
+pub fn privileged(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+    });
+    root || skip(test, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+}
+
+/// A directory `bpfman-load --bpffs` mounts bpffs on, so tests never touch
+/// the host's /sys/fs/bpf; unmounted on drop.
+#[derive(Debug)]
+pub struct BpfMount {
+    dir: tempfile::TempDir,
+}
+
+impl BpfMount {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::TempDir::new().expect("tmp"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for BpfMount {
+    fn drop(&mut self) {
+        // Not mounted when the test never reached the kernel: fine.
+        let _ = Command::new("umount")
+            .arg(self.dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }

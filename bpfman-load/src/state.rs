@@ -1,0 +1,245 @@
+//! What we loaded: one sled record per kernel program, holding what is needed
+//! to list, detach and unload it later (pins, links, where it came from).
+//! Never credentials: a source is a reference and digests, or a file path.
+
+use std::path::PathBuf;
+
+use bpfman_image_spec::digest::Digest;
+use bpfman_image_spec::program::SectionKind;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{Cache, CacheError};
+
+/// Where a program's bytes came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Source {
+    /// A verified image from the cache: the reference as given, the cached
+    /// image's digest (what `prune` keeps), and the platform manifest.
+    Image {
+        reference: String,
+        image: Digest,
+        manifest: Digest,
+        /// Who admitted it (the policy scope), for the audit trail.
+        admitted_by: String,
+    },
+    /// A local object file, loaded on the operator's say-so.
+    File { path: PathBuf, sha256: Digest },
+}
+
+/// One map the program uses, pinned in bpffs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapPin {
+    pub name: String,
+    pub pin: PathBuf,
+    /// True when the map was another program's, reused on request.
+    #[serde(default)]
+    pub shared: bool,
+}
+
+/// Where a link attaches the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Attachment {
+    Xdp {
+        interface: String,
+        ifindex: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        netns: Option<PathBuf>,
+        mode: String,
+    },
+    Tcx {
+        interface: String,
+        ifindex: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        netns: Option<PathBuf>,
+        direction: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        order: Option<String>,
+    },
+    Tracepoint {
+        category: String,
+        name: String,
+    },
+    Kprobe {
+        function: String,
+        offset: u64,
+        #[serde(rename = "return")]
+        ret: bool,
+    },
+    Uprobe {
+        target: PathBuf,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        function: Option<String>,
+        offset: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        #[serde(rename = "return")]
+        ret: bool,
+    },
+    Fentry {
+        function: String,
+    },
+    Fexit {
+        function: String,
+    },
+}
+
+impl std::fmt::Display for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = |n: &Option<PathBuf>| {
+            n.as_ref()
+                .map(|p| format!(" netns {}", p.display()))
+                .unwrap_or_default()
+        };
+        match self {
+            Self::Xdp {
+                interface,
+                netns,
+                mode,
+                ..
+            } => write!(f, "xdp {interface}{} ({mode})", ns(netns)),
+            Self::Tcx {
+                interface,
+                netns,
+                direction,
+                ..
+            } => write!(f, "tcx {direction} {interface}{}", ns(netns)),
+            Self::Tracepoint { category, name } => write!(f, "tracepoint {category}/{name}"),
+            Self::Kprobe {
+                function,
+                offset,
+                ret,
+            } => {
+                let k = if *ret { "kretprobe" } else { "kprobe" };
+                write!(f, "{k} {function}+{offset:#x}")
+            }
+            Self::Uprobe {
+                target,
+                function,
+                offset,
+                pid,
+                ret,
+            } => {
+                let k = if *ret { "uretprobe" } else { "uprobe" };
+                write!(f, "{k} {}:", target.display())?;
+                match function {
+                    Some(func) => write!(f, "{func}+{offset:#x}")?,
+                    None => write!(f, "{offset:#x}")?,
+                }
+                if let Some(pid) = pid {
+                    write!(f, " pid {pid}")?;
+                }
+                Ok(())
+            }
+            Self::Fentry { function } => write!(f, "fentry {function}"),
+            Self::Fexit { function } => write!(f, "fexit {function}"),
+        }
+    }
+}
+
+/// One link we created and pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// The kernel's link id.
+    pub id: u32,
+    pub pin: PathBuf,
+    pub attachment: Attachment,
+    pub attached_at: u64,
+}
+
+/// One program we loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramRecord {
+    /// The kernel's program id.
+    pub id: u32,
+    /// The function name in the object.
+    pub name: String,
+    pub kind: SectionKind,
+    /// The section name as written in the object.
+    pub section: String,
+    /// The kernel's program tag (hex), to tell a reused id from ours.
+    pub tag: String,
+    pub pin: PathBuf,
+    pub source: Source,
+    pub maps: Vec<MapPin>,
+    /// Global data set at load time (`NAME=HEX`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub globals: Vec<String>,
+    pub links: Vec<LinkRecord>,
+    pub loaded_at: u64,
+}
+
+impl ProgramRecord {
+    /// Every pin this record owns or shares.
+    pub fn pins(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.pin)
+            .chain(self.maps.iter().map(|m| &m.pin))
+            .chain(self.links.iter().map(|l| &l.pin))
+    }
+}
+
+/// The programs tree of the state database.
+#[derive(Debug, Clone)]
+pub struct State {
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+fn key(id: u32) -> [u8; 4] {
+    id.to_be_bytes()
+}
+
+impl State {
+    pub fn open(cache: &Cache) -> Result<Self, CacheError> {
+        let (db, tree) = cache.tree("programs")?;
+        Ok(Self { tree, db })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> CacheError {
+        CacheError::State(e.to_string())
+    }
+
+    pub fn get(&self, id: u32) -> Result<Option<ProgramRecord>, CacheError> {
+        match self.tree.get(key(id)).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.err(format!("program {id}: {e}"))),
+        }
+    }
+
+    pub fn all(&self) -> Result<Vec<ProgramRecord>, CacheError> {
+        self.tree
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(|e| self.err(e))?;
+                serde_json::from_slice(&v).map_err(|e| self.err(e))
+            })
+            .collect()
+    }
+
+    /// Writes records and flushes: the commit point of a load or attach.
+    pub fn put(&self, records: &[ProgramRecord]) -> Result<(), CacheError> {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            let v = serde_json::to_vec(r).map_err(|e| self.err(e))?;
+            batch.insert(&key(r.id), v);
+        }
+        self.tree.apply_batch(batch).map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn remove(&self, id: u32) -> Result<(), CacheError> {
+        self.tree.remove(key(id)).map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A number never handed out before, naming one load's map directory.
+    pub fn next_load_id(&self) -> Result<u64, CacheError> {
+        self.db.generate_id().map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,873 @@
+//! `bpfman-load` against the host kernel: programs loaded, attached inside
+//! fresh network namespaces with veth pairs, counting real packets (ping);
+//! a tracepoint and a uprobe firing; detach and unload leaving nothing in
+//! bpffs or the kernel; bad input; `kill -9` at every step; and the whole
+//! path from a registry.
+//!
+//! Each test mounts its own bpffs (via `--bpffs`) and uses its own state
+//! root, so tests run in parallel without seeing each other's pins.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::registry_harness::TestRegistry;
+use crate::signing::{Keys, push_built, xdp};
+use crate::support::{BpfMount, Run, have_tool, load_bin, privileged, run, testdata};
+
+/// A state root and a bpffs of the test's own.
+struct Host {
+    dir: TempDir,
+    bpf: BpfMount,
+}
+
+impl Host {
+    fn new(test: &str) -> Option<Self> {
+        if !privileged(test)
+            || !have_tool(test, "bpftool", "apt-get install bpftool")
+            || !have_tool_with_version(test, "ping", "apt-get install iputils-ping")
+        {
+            return None;
+        }
+        Some(Self {
+            dir: TempDir::new().expect("tmp"),
+            bpf: BpfMount::new(),
+        })
+    }
+
+    fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let root = self.dir.path().join("root").display().to_string();
+        let bpf = self.bpf.path().display().to_string();
+        let mut all = vec![
+            "--root",
+            root.as_str(),
+            "--bpffs",
+            bpf.as_str(),
+            "--lock-timeout",
+            "5",
+        ];
+        all.extend_from_slice(args);
+        run(&load_bin(), &all, envs)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Loads a test object and returns the records.
+    fn load_file(&self, object: &str, extra: &[&str]) -> Vec<Value> {
+        let path = testdata(&format!("bpf/{object}")).display().to_string();
+        let mut args = vec!["load", "file", path.as_str(), "--output", "json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args).ok();
+        let v: Value = serde_json::from_str(&out.stdout).expect("json");
+        v.as_array().expect("array").clone()
+    }
+
+    fn attach(&self, id: &Value, hook: &[&str]) -> String {
+        let id = id.to_string();
+        let mut args = vec!["attach", id.as_str()];
+        args.extend_from_slice(hook);
+        self.run(&args).ok().stdout.trim().to_string()
+    }
+
+    /// Our directory in the test's bpffs.
+    fn ours(&self) -> PathBuf {
+        let entries: Vec<PathBuf> = fs::read_dir(self.bpf.path())
+            .expect("bpffs")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("bpfman-load"))
+            })
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries[0].clone()
+    }
+
+    /// Every pin under our directory.
+    fn pins(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.ours()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).expect("dir").flatten() {
+                if e.file_type().expect("type").is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn listed(&self) -> Vec<Value> {
+        let out = self.run(&["list", "--output", "json"]).ok();
+        serde_json::from_str::<Value>(&out.stdout)
+            .expect("json")
+            .as_array()
+            .expect("array")
+            .clone()
+    }
+
+    /// Nothing of ours is left: no record, no pin.
+    fn assert_clean(&self) {
+        assert!(self.listed().is_empty(), "{:?}", self.listed());
+        assert!(self.pins().is_empty(), "{:?}", self.pins());
+    }
+
+    /// The pin of a record's map.
+    fn map_pin(record: &Value, name: &str) -> PathBuf {
+        let maps = record["maps"].as_array().expect("maps");
+        let m = maps
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no map {name} in {record}"));
+        PathBuf::from(m["pin"].as_str().expect("pin"))
+    }
+}
+
+fn have_tool_with_version(test: &str, tool: &str, install: &str) -> bool {
+    crate::support::have_tool_with(test, tool, "-V", install)
+}
+
+/// The sum over CPUs of a per-CPU counter (a u64, or a struct whose first
+/// field is the packet count), read with bpftool from its pin. bpftool
+/// prints raw bytes ("0x38", ...) for maps without BTF, as aya makes them.
+fn counter(pin: &Path) -> u64 {
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin)
+        .output()
+        .expect("bpftool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut total = 0;
+    for entry in v.as_array().expect("entries") {
+        for cpu in entry["values"].as_array().expect("values") {
+            let value = &cpu["value"];
+            total += value
+                .as_u64()
+                .or_else(|| value["packets"].as_u64())
+                .or_else(|| first_u64(value))
+                .unwrap_or_else(|| panic!("unexpected value {value}"));
+        }
+    }
+    total
+}
+
+/// The first 8 of bpftool's hex bytes as a host-order (little-endian) u64.
+fn first_u64(bytes: &Value) -> Option<u64> {
+    let b: Vec<u8> = bytes
+        .as_array()?
+        .iter()
+        .take(8)
+        .map(|h| u8::from_str_radix(h.as_str()?.trim_start_matches("0x"), 16).ok())
+        .collect::<Option<_>>()?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+/// Whether the kernel has a program or link with this id.
+fn kernel_has(kind: &str, id: &Value) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .output()
+        .expect("bpftool")
+        .status
+        .success()
+}
+
+/// Whether the kernel let go of a program or link. It frees them after an
+/// RCU grace period, so this waits for up to five seconds.
+fn kernel_freed(kind: &str, id: &Value) -> bool {
+    for _ in 0..50 {
+        if !kernel_has(kind, id) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// A fresh network namespace holding veth1 (10.201.N.2), where programs
+/// attach, and a peer namespace holding veth0 (10.201.N.1), where pings
+/// start. Both deleted on drop.
+struct Netns {
+    name: String,
+    peer: String,
+    net: u8,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn new(tag: &str, net: u8) -> Self {
+        let name = format!("bpfl-{tag}-{}", std::process::id());
+        let peer = format!("{name}-peer");
+        ip(&["netns", "add", &name]);
+        ip(&["netns", "add", &peer]);
+        let ns = Self { name, peer, net };
+        let (n, p) = (ns.name.as_str(), ns.peer.as_str());
+        ip(&[
+            "-n", n, "link", "add", "name", "veth1", "type", "veth", "peer", "name", "veth0",
+            "netns", p,
+        ]);
+        ip(&[
+            "-n",
+            p,
+            "addr",
+            "add",
+            &format!("10.201.{net}.1/24"),
+            "dev",
+            "veth0",
+        ]);
+        ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("10.201.{net}.2/24"),
+            "dev",
+            "veth1",
+        ]);
+        for (ns, dev) in [(n, "lo"), (p, "lo"), (p, "veth0"), (n, "veth1")] {
+            ip(&["-n", ns, "link", "set", "dev", dev, "up"]);
+        }
+        ns
+    }
+
+    /// Pings veth1 from the peer namespace (the requests arrive on veth1's
+    /// ingress, the replies leave by its egress); true if all came back.
+    fn ping(&self, count: u32) -> bool {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.peer,
+                "ping",
+                "-q",
+                "-c",
+                &count.to_string(),
+            ])
+            .args(["-i", "0.05", "-W", "1"])
+            .arg(format!("10.201.{}.2", self.net))
+            .output()
+            .expect("ping")
+            .status
+            .success()
+    }
+
+    fn link_show(&self, dev: &str) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-d", "link", "show", "dev", dev])
+            .output()
+            .expect("ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in [&self.name, &self.peer] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn xdp_exclusive_counts_pings_then_unload_leaves_nothing() {
+    let Some(host) = Host::new("xdp_exclusive_counts_pings_then_unload_leaves_nothing") else {
+        return;
+    };
+    let ns = Netns::new("xdp", 1);
+    let records = host.load_file("xdp_counter.bpfel.o", &[]);
+    assert_eq!(records.len(), 1);
+    let rec = &records[0];
+    assert_eq!(rec["name"], "xdp_stats");
+    let id = &rec["id"];
+    assert!(kernel_has("prog", id));
+    let stats = Host::map_pin(rec, "xdp_stats_map");
+
+    let link = host.attach(id, &["xdp", "--iface", "veth1", "--netns", &ns.name]);
+    assert!(
+        ns.link_show("veth1").contains("xdp"),
+        "{}",
+        ns.link_show("veth1")
+    );
+    assert!(ns.ping(5));
+    assert!(counter(&stats) >= 5, "counted {}", counter(&stats));
+
+    // Exclusive: a second XDP program on the interface is refused, and the
+    // refused attach leaves no link behind.
+    let second = host.load_file("xdp_pass.bpfel.o", &[]);
+    let pins_before = host.pins();
+    host.run(&[
+        "attach",
+        &second[0]["id"].to_string(),
+        "xdp",
+        "--iface",
+        "veth1",
+        "--netns",
+        &ns.name,
+    ])
+    .fails_with("already has an XDP program");
+    assert_eq!(host.pins(), pins_before);
+
+    // list shows the link; list --all marks ours among the kernel's.
+    let listed = host.listed();
+    let first = listed.iter().find(|r| r["id"] == *id).expect("listed");
+    assert_eq!(first["links"][0]["id"].to_string(), link);
+    let all = host.run(&["list", "--all", "--output", "json"]).ok();
+    let all: Value = serde_json::from_str(&all.stdout).expect("json");
+    let mine = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|p| p["id"] == *id)
+        .expect("in the kernel list");
+    assert_eq!(mine["ours"], true);
+    let get = host.run(&["get", &id.to_string()]).ok();
+    assert!(get.stdout.contains("xdp veth1"), "{}", get.stdout);
+
+    host.run(&["unload", &id.to_string(), &second[0]["id"].to_string()])
+        .ok();
+    assert!(
+        !ns.link_show("veth1").contains("prog/xdp"),
+        "{}",
+        ns.link_show("veth1")
+    );
+    assert!(kernel_freed("prog", id));
+    assert!(kernel_freed(
+        "link",
+        &Value::from(link.parse::<u64>().expect("link id"))
+    ));
+    host.assert_clean();
+}
+
+#[test]
+fn a_global_set_at_load_changes_the_verdict() {
+    let Some(host) = Host::new("a_global_set_at_load_changes_the_verdict") else {
+        return;
+    };
+    let ns = Netns::new("glob", 2);
+    // verdict = XDP_DROP (1), little-endian u32.
+    let rec = host.load_file("xdp_counter.bpfel.o", &["--global", "verdict=01000000"]);
+    let id = &rec[0]["id"];
+    host.attach(id, &["xdp", "--iface", "veth1", "--netns", &ns.name]);
+    assert!(!ns.ping(3), "pings passed an XDP_DROP program");
+    assert!(counter(&Host::map_pin(&rec[0], "xdp_stats_map")) >= 3);
+    host.run(&["unload", &id.to_string()]).ok();
+    assert!(ns.ping(1), "traffic flows again after unload");
+    host.assert_clean();
+
+    // A global the object does not have, or of the wrong size.
+    for bad in ["nonesuch=01000000", "verdict=01"] {
+        host.run(&[
+            "load",
+            "file",
+            &testdata("bpf/xdp_counter.bpfel.o").display().to_string(),
+            "--global",
+            bad,
+        ])
+        .fails_with("--global");
+        host.assert_clean();
+    }
+}
+
+#[test]
+fn tcx_runs_libbpf_tc_objects_in_order_both_directions() {
+    let Some(host) = Host::new("tcx_runs_libbpf_tc_objects_in_order_both_directions") else {
+        return;
+    };
+    let ns = Netns::new("tcx", 3);
+    // SEC("tcx/ingress") / SEC("tcx/egress") and SEC("tc"): libbpf names
+    // aya 0.14 does not know.
+    let tcx = host.load_file("tcx.bpfel.o", &[]);
+    let tc = host.load_file("tc_libbpf.bpfel.o", &[]);
+    let by_name = |name: &str| {
+        tcx.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    let ingress = by_name("tcx_ingress");
+    let egress = by_name("tcx_egress");
+    let n = ns.name.as_str();
+    host.attach(
+        &ingress["id"],
+        &[
+            "tcx",
+            "--iface",
+            "veth1",
+            "--direction",
+            "ingress",
+            "--netns",
+            n,
+        ],
+    );
+    host.attach(
+        &egress["id"],
+        &[
+            "tcx",
+            "--iface",
+            "veth1",
+            "--direction",
+            "egress",
+            "--netns",
+            n,
+        ],
+    );
+    let seen = |r: &Value, map: &str| counter(&Host::map_pin(r, map));
+    assert!(ns.ping(4));
+    assert!(seen(&ingress, "tcx_ingress_map") >= 4);
+    assert!(seen(&egress, "tcx_egress_map") >= 4);
+
+    // Order: tc_count goes before tcx_ingress. Both return TC_ACT_OK,
+    // which in tcx ends the chain, so only the first one runs.
+    let ingress_id = ingress["id"].to_string();
+    let tc_link = host.attach(
+        &tc[0]["id"],
+        &[
+            "tcx",
+            "--iface",
+            "veth1",
+            "--direction",
+            "ingress",
+            "--netns",
+            n,
+            "--before",
+            &ingress_id,
+        ],
+    );
+    let ingress_before = seen(&ingress, "tcx_ingress_map");
+    assert!(ns.ping(3));
+    assert!(seen(&tc[0], "tc_count_map") >= 3);
+    assert_eq!(
+        seen(&ingress, "tcx_ingress_map"),
+        ingress_before,
+        "ran after a pass verdict"
+    );
+
+    // Detach it: tcx_ingress is first again, tc_count sees nothing.
+    host.run(&["detach", &tc_link]).ok();
+    let tc_before = seen(&tc[0], "tc_count_map");
+    assert!(ns.ping(2));
+    assert_eq!(seen(&tc[0], "tc_count_map"), tc_before);
+    assert!(seen(&ingress, "tcx_ingress_map") >= ingress_before + 2);
+
+    // An order relative to a program that is not attached with tcx.
+    host.run(&[
+        "attach",
+        &tc[0]["id"].to_string(),
+        "tcx",
+        "--iface",
+        "veth1",
+        "--direction",
+        "ingress",
+        "--netns",
+        n,
+        "--after",
+        "4000000000",
+    ])
+    .fails_with("no program with id 4000000000");
+
+    let ids: Vec<String> = tcx.iter().chain(&tc).map(|r| r["id"].to_string()).collect();
+    let mut args = vec!["unload"];
+    args.extend(ids.iter().map(String::as_str));
+    host.run(&args).ok();
+    for r in tcx.iter().chain(&tc) {
+        assert!(kernel_freed("prog", &r["id"]));
+    }
+    host.assert_clean();
+}
+
+#[test]
+fn tracepoint_and_uprobe_fire() {
+    let Some(host) = Host::new("tracepoint_and_uprobe_fire") else {
+        return;
+    };
+    let tp = host.load_file("tracepoint.bpfel.o", &[]);
+    host.attach(&tp[0]["id"], &["tracepoint", "syscalls/sys_enter_getpid"]);
+    let probes = host.load_file("uprobe.bpfel.o", &[]);
+    let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+    for p in &probes {
+        host.attach(
+            &p["id"],
+            &["uprobe", "--target", libc, "--function", "getpid"],
+        );
+    }
+    // getpid(2) through libc, in a process of its own.
+    let status = Command::new("python3")
+        .args(["-c", "import os\nfor _ in range(10): os.getpid()"])
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    assert!(counter(&Host::map_pin(&tp[0], "getpid_count_map")) >= 10);
+    for (p, map) in probes.iter().map(|p| {
+        let map = if p["name"] == "uprobe_count" {
+            "uprobe_count_map"
+        } else {
+            "uretprobe_count_map"
+        };
+        (p, map)
+    }) {
+        assert!(counter(&Host::map_pin(p, map)) >= 10, "{}", p["name"]);
+    }
+    // A tracepoint the kernel does not have.
+    host.run(&[
+        "attach",
+        &tp[0]["id"].to_string(),
+        "tracepoint",
+        "syscalls/sys_enter_nonesuch",
+    ])
+    .fails_with("/sys/kernel/tracing/events");
+    let mut ids: Vec<String> = probes.iter().map(|p| p["id"].to_string()).collect();
+    ids.push(tp[0]["id"].to_string());
+    let mut args = vec!["unload"];
+    args.extend(ids.iter().map(String::as_str));
+    host.run(&args).ok();
+    host.assert_clean();
+}
+
+/// On a kernel that refuses kprobes and fentry (this host's: see
+/// docs/testing.md), loading says so plainly and leaves nothing. On a
+/// kernel that allows them, they load and attach.
+#[test]
+fn kprobe_and_fentry_load_or_say_plainly_why_not() {
+    let Some(host) = Host::new("kprobe_and_fentry_load_or_say_plainly_why_not") else {
+        return;
+    };
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    let kprobe = testdata("bpf/kprobe.bpfel.o").display().to_string();
+    if kprobes {
+        let recs = host.load_file("kprobe.bpfel.o", &[]);
+        for r in &recs {
+            host.attach(&r["id"], &["kprobe", "do_unlinkat"]);
+        }
+        let ids: Vec<String> = recs.iter().map(|r| r["id"].to_string()).collect();
+        let mut args = vec!["unload"];
+        args.extend(ids.iter().map(String::as_str));
+        host.run(&args).ok();
+    } else {
+        let err = host
+            .run(&["load", "file", &kprobe])
+            .fails_with("CONFIG_KPROBES");
+        assert!(
+            err.stderr.contains("tracepoint"),
+            "offers an alternative: {}",
+            err.stderr
+        );
+    }
+    host.assert_clean();
+
+    let fentry = testdata("bpf/fentry.bpfel.o").display().to_string();
+    let out = host.run(&["load", "file", &fentry]);
+    if out.status == 0 {
+        let recs = host.listed();
+        for r in &recs {
+            host.attach(&r["id"], &["fentry"]);
+            host.run(&["unload", &r["id"].to_string()]).ok();
+        }
+    } else {
+        assert!(
+            out.stderr.contains("does not allow BPF tracing programs")
+                && out.stderr.contains("lockdown")
+                && out.stderr.contains("Linux 5.5"),
+            "{}",
+            out.stderr
+        );
+    }
+    host.assert_clean();
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_leaves_nothing() {
+    let Some(host) = Host::new("bad_input_is_refused_clearly_and_leaves_nothing") else {
+        return;
+    };
+    let ns = Netns::new("bad", 4);
+    let xdp_obj = testdata("bpf/xdp_counter.bpfel.o").display().to_string();
+
+    host.run(&["load", "file", &xdp_obj, "--program", "nonesuch"])
+        .fails_with("program 'nonesuch' is not in the object; it has: xdp_stats (xdp)");
+    host.assert_clean();
+
+    let bad = testdata("bad/verifier_reject.bpfel.o")
+        .display()
+        .to_string();
+    let out = host
+        .run(&["load", "file", &bad])
+        .fails_with("verifier rejected program 'unchecked_read'");
+    assert!(
+        out.stderr.contains("invalid access to packet"),
+        "the verifier's log: {}",
+        out.stderr
+    );
+    host.assert_clean();
+
+    let big_endian = testdata("bpf/xdp_counter.bpfeb.o").display().to_string();
+    host.run(&["load", "file", &big_endian])
+        .fails_with("build it for this byte order");
+    host.assert_clean();
+
+    let rec = host.load_file("xdp_counter.bpfel.o", &[]);
+    let id = rec[0]["id"].to_string();
+    let pins = host.pins();
+    host.run(&[
+        "attach",
+        &id,
+        "xdp",
+        "--iface",
+        "nonesuch0",
+        "--netns",
+        &ns.name,
+    ])
+    .fails_with("no network interface named 'nonesuch0'");
+    host.run(&[
+        "attach",
+        &id,
+        "xdp",
+        "--iface",
+        "veth1",
+        "--netns",
+        "bpfl-no-such-ns",
+    ])
+    .fails_with("no network namespace 'bpfl-no-such-ns'");
+    host.run(&["attach", &id, "tracepoint", "syscalls/sys_enter_getpid"])
+        .fails_with("it cannot attach as tracepoint");
+    host.run(&[
+        "attach",
+        &id,
+        "tcx",
+        "--iface",
+        "veth1",
+        "--direction",
+        "ingress",
+        "--netns",
+        &ns.name,
+    ])
+    .fails_with("it cannot attach as tcx");
+    assert_eq!(host.pins(), pins, "failed attaches left pins");
+
+    host.run(&["unload", "4000000000"])
+        .fails_with("no program with id 4000000000 was loaded by bpfman-load");
+    host.run(&["detach", "4000000000"])
+        .fails_with("no link with id 4000000000");
+    host.run(&["unload", &id]).ok();
+    host.assert_clean();
+
+    // A bpffs mount point that does not exist.
+    let root = host.dir.path().join("root").display().to_string();
+    run(
+        &load_bin(),
+        &["--root", &root, "--bpffs", "/nonexistent/bpf", "list"],
+        &[],
+    )
+    .fails_with("bpffs mount point '/nonexistent/bpf' does not exist");
+}
+
+#[test]
+fn kill_9_at_any_step_is_reconciled_by_the_next_run() {
+    let Some(host) = Host::new("kill_9_at_any_step_is_reconciled_by_the_next_run") else {
+        return;
+    };
+    let ns = Netns::new("kill", 5);
+    let obj = testdata("bpf/xdp_counter.bpfel.o").display().to_string();
+    for step in ["load:programs-pinned", "load:maps-pinned"] {
+        let out = host.run_env(&["load", "file", &obj], &[("BPFMAN_LOAD_FAULT", step)]);
+        assert_eq!(out.signal, Some(9), "{step}: {out:?}");
+        assert!(
+            !host.pins().is_empty(),
+            "{step}: the crash left pins to clean"
+        );
+        let next = host.run(&["list"]).ok();
+        assert!(
+            next.stderr.contains("removed stray pin"),
+            "{step}: {}",
+            next.stderr
+        );
+        host.assert_clean();
+    }
+
+    // Killed after the link is pinned but before it is recorded: the next
+    // run removes the stray link (detaching it), and keeps the program.
+    let rec = host.load_file("xdp_counter.bpfel.o", &[]);
+    let id = rec[0]["id"].to_string();
+    let out = host.run_env(
+        &[
+            "attach", &id, "xdp", "--iface", "veth1", "--netns", &ns.name,
+        ],
+        &[("BPFMAN_LOAD_FAULT", "attach:link-pinned")],
+    );
+    assert_eq!(out.signal, Some(9), "{out:?}");
+    let next = host.run(&["list", "--output", "json"]).ok();
+    assert!(next.stderr.contains("removed stray pin"), "{}", next.stderr);
+    assert!(
+        !ns.link_show("veth1").contains("prog/xdp"),
+        "{}",
+        ns.link_show("veth1")
+    );
+    assert_eq!(host.listed().len(), 1);
+    // And the interface is free for a real attach.
+    host.attach(
+        &rec[0]["id"],
+        &["xdp", "--iface", "veth1", "--netns", &ns.name],
+    );
+
+    // Killed in the middle of an unload: links gone, program pinned.
+    let out = host.run_env(
+        &["unload", &id],
+        &[("BPFMAN_LOAD_FAULT", "unload:links-unpinned")],
+    );
+    assert_eq!(out.signal, Some(9), "{out:?}");
+    let next = host.run(&["list"]).ok();
+    assert!(
+        next.stderr.contains("vanished: its pin is gone"),
+        "{}",
+        next.stderr
+    );
+    host.run(&["unload", &id]).ok();
+    host.assert_clean();
+}
+
+#[test]
+fn programs_removed_behind_our_back_are_reported_and_forgotten() {
+    let Some(host) = Host::new("programs_removed_behind_our_back_are_reported_and_forgotten")
+    else {
+        return;
+    };
+    let rec = host.load_file("xdp_pass.bpfel.o", &[]);
+    let id = &rec[0]["id"];
+    // What a reboot or another tool does: the pin goes, the kernel frees it.
+    fs::remove_file(rec[0]["pin"].as_str().expect("pin")).expect("rm pin");
+    let out = host.run(&["list"]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "program {id} (xdp_pass) vanished: its pin is gone"
+        )),
+        "{}",
+        out.stderr
+    );
+    host.assert_clean();
+    assert!(kernel_freed("prog", id));
+}
+
+#[test]
+fn from_a_signed_image_in_the_registry_to_traffic_and_back() {
+    let Some(host) = Host::new("from_a_signed_image_in_the_registry_to_traffic_and_back") else {
+        return;
+    };
+    let Some(reg) = TestRegistry::plain("from_a_signed_image_in_the_registry_to_traffic_and_back")
+    else {
+        return;
+    };
+    let ns = Netns::new("reg", 6);
+    let keys = Keys::new();
+    let policy = host.dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[default]\nrule = \"require-signature\"\nkeys = [\"{}\"]\n",
+            keys.public("a")
+        ),
+    )
+    .expect("policy");
+    let policy = policy.display().to_string();
+    let image = reg.repo("ebpf/xdp:v1");
+    let digest = push_built(&xdp(), &image, &["--sign-key", &keys.private("a")]);
+
+    let out = host
+        .run(&[
+            "--policy", &policy, "load", "image", &image, "--output", "json",
+        ])
+        .ok();
+    let recs: Value = serde_json::from_str(&out.stdout).expect("json");
+    let rec = &recs[0];
+    assert_eq!(rec["source"]["image"], digest);
+    assert!(
+        rec["source"]["admitted_by"]
+            .as_str()
+            .expect("admitted")
+            .contains("require-signature")
+    );
+    let id = rec["id"].to_string();
+    host.attach(
+        &rec["id"],
+        &["xdp", "--iface", "veth1", "--netns", &ns.name],
+    );
+    assert!(ns.ping(3));
+    assert!(counter(&Host::map_pin(rec, "xdp_stats_map")) >= 3);
+
+    // prune --all keeps what a loaded program came from; rmi refuses it.
+    let pruned = host.run(&["prune", "--all"]).ok();
+    assert!(!pruned.stdout.contains(&digest), "{}", pruned.stdout);
+    host.run(&["rmi", &image])
+        .fails_with("in use by loaded program");
+    host.run(&["unload", &id]).ok();
+    host.assert_clean();
+
+    // Warm cache and Never: loading makes no request at all.
+    let before = reg.log().lines().count();
+    let out = host
+        .run(&[
+            "--policy",
+            &policy,
+            "load",
+            "image",
+            &image,
+            "--pull-policy",
+            "never",
+            "--output",
+            "json",
+        ])
+        .ok();
+    assert_eq!(
+        reg.log().lines().count(),
+        before,
+        "the registry saw a request"
+    );
+    let recs: Value = serde_json::from_str(&out.stdout).expect("json");
+    host.run(&["unload", &recs[0]["id"].to_string()]).ok();
+
+    // A corrupt cached blob: refused, nothing loaded.
+    let blob = host
+        .dir
+        .path()
+        .join("root/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut bytes = fs::read(&blob).expect("blob");
+    bytes[10] ^= 0xff;
+    fs::write(&blob, bytes).expect("corrupt");
+    host.run(&[
+        "--policy",
+        &policy,
+        "load",
+        "image",
+        &image,
+        "--pull-policy",
+        "never",
+    ])
+    .fails_with("corrupt");
+    host.assert_clean();
+
+    // Without a policy nothing is admitted, so nothing loads.
+    host.run(&["load", "image", &image, "--pull-policy", "never"])
+        .fails_with("");
+    host.assert_clean();
+}
