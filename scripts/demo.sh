@@ -6,7 +6,9 @@
 #
 #   scripts/demo.sh [OUTPUT_DIR]
 #
-# Loading joins this script when bpfman-load lands (see README).
+# Then, as root, the host side: bpfman-load verifies the image against the
+# same policy, loads it, attaches it to a veth in a network namespace, and
+# counts pings; then unloads it and shows nothing is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,3 +77,41 @@ if command -v skopeo >/dev/null; then
 	echo "== skopeo sees the labels"
 	skopeo inspect --override-arch s390x "oci:$out:v1" | grep -E '"(Architecture|io\.ebpf\.[a-z]+)"'
 fi
+
+echo
+echo "== on a host: verify against the policy, load, attach XDP to a veth, count pings"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "(skipped: loading into the kernel needs root; run the demo as root to see it)"
+	exit 0
+fi
+cargo build --quiet --release -p bpfman-load
+host=$(mktemp -d)
+mkdir "$host/bpf"
+ns=bpfman-demo-$$
+finish() {
+	ip netns del "$ns" 2>/dev/null || true
+	ip netns del "$ns-peer" 2>/dev/null || true
+	umount "$host/bpf" 2>/dev/null || true
+}
+trap finish EXIT
+ip netns add "$ns"
+ip netns add "$ns-peer"
+ip -n "$ns" link add name veth1 type veth peer name veth0 netns "$ns-peer"
+ip -n "$ns" addr add 10.202.0.2/24 dev veth1
+ip -n "$ns-peer" addr add 10.202.0.1/24 dev veth0
+ip -n "$ns" link set dev veth1 up
+ip -n "$ns-peer" link set dev veth0 up
+# Its own state root and bpffs, so the demo leaves the host as it was.
+load() { target/release/bpfman-load --root "$host/root" --bpffs "$host/bpf" --policy "$keys/policy.toml" "$@"; }
+load load image "oci:$out:v1" | tee "$host/loaded"
+id=$(awk 'NR == 2 {print $1}' "$host/loaded")
+load attach "$id" xdp --iface veth1 --netns "$ns"
+ip netns exec "$ns-peer" ping -q -c 5 -i 0.2 10.202.0.2
+load get "$id"
+stats=$(load get "$id" --output json | python3 -c 'import json,sys; print([m["pin"] for m in json.load(sys.stdin)["maps"] if m["name"] == "xdp_stats_map"][0])')
+# Per-CPU {packets, bytes}: sum the packets over CPUs.
+packets=$(bpftool -j map dump pinned "$stats" | python3 -c 'import json,sys; print(sum(int("".join(reversed([b[2:] for b in c["value"][:8]])), 16) for e in json.load(sys.stdin) for c in e["values"]))')
+echo "xdp_stats counted $packets packets on veth1"
+[ "$packets" -ge 5 ]
+load unload "$id"
+load list

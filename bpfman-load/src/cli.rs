@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bpfman_image::cli::{TransportArgs, exit, init_tracing, runtime};
-use bpfman_image::reference::RegistryRef;
+use bpfman_image::reference::ImageRef;
 use bpfman_trust::policy::Policy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -95,9 +95,9 @@ enum Command {
 enum LoadCommand {
     /// From an image: pulled per --pull-policy, verified against the policy.
     Image {
-        /// REGISTRY/REPO[:TAG][@DIGEST].
+        /// REGISTRY/REPO[:TAG][@DIGEST], or oci:DIR[:TAG] (a local layout).
         #[arg(value_name = "IMAGE")]
-        image: RegistryRef,
+        image: ImageRef,
         #[arg(long, value_enum, default_value_t = PullPolicyArg::IfNotPresent)]
         pull_policy: PullPolicyArg,
         #[command(flatten)]
@@ -261,9 +261,9 @@ impl From<PullPolicyArg> for PullPolicy {
 
 #[derive(Debug, Args)]
 struct PullArgs {
-    /// REGISTRY/REPO[:TAG][@DIGEST].
+    /// REGISTRY/REPO[:TAG][@DIGEST], or oci:DIR[:TAG] (a local layout).
     #[arg(value_name = "IMAGE")]
-    image: RegistryRef,
+    image: ImageRef,
     /// When to contact the registry.
     #[arg(long, value_enum, default_value_t = PullPolicyArg::Always)]
     pull_policy: PullPolicyArg,
@@ -273,9 +273,9 @@ struct PullArgs {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// REGISTRY/REPO[:TAG][@DIGEST], as pulled.
+    /// REGISTRY/REPO[:TAG][@DIGEST] or oci:DIR[:TAG], as pulled.
     #[arg(value_name = "IMAGE")]
-    image: RegistryRef,
+    image: ImageRef,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -406,7 +406,7 @@ fn load_policy(g: &Global) -> Result<Policy> {
 fn admit(
     cache: &Cache,
     g: &Global,
-    image: &RegistryRef,
+    image: &ImageRef,
     pull_policy: PullPolicyArg,
     transport: &TransportArgs,
 ) -> Result<(Admitted, Loadable)> {
@@ -424,7 +424,12 @@ fn admit(
 fn pull(cache: &Cache, g: &Global, args: PullArgs) -> Result<()> {
     let (admitted, loadable) = admit(cache, g, &args.image, args.pull_policy, &args.transport)?;
     let mut out = io::stdout().lock();
-    writeln!(out, "{}@{}", args.image.name(), admitted.record.digest)?;
+    writeln!(
+        out,
+        "{}@{}",
+        images::identity(&args.image)?,
+        admitted.record.digest
+    )?;
     eprintln!(
         "verified: {}{}",
         admitted.proof.admitted_by(),
@@ -461,7 +466,7 @@ fn signers(keys: &[bpfman_trust::keys::KeyId]) -> String {
     }
 }
 
-fn verify(cache: &Cache, g: &Global, image: &RegistryRef) -> Result<()> {
+fn verify(cache: &Cache, g: &Global, image: &ImageRef) -> Result<()> {
     let policy = load_policy(g)?;
     let key = images::cache_key(image);
     let Some(record) = cache.lookup(&key)? else {
@@ -476,7 +481,7 @@ fn verify(cache: &Cache, g: &Global, image: &RegistryRef) -> Result<()> {
     }
     println!(
         "VERIFIED {}@{} by {}{}",
-        image.name(),
+        images::identity(image)?,
         admitted.record.digest,
         admitted.proof.admitted_by(),
         signers(admitted.proof.signed_by())

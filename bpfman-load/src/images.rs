@@ -4,8 +4,9 @@
 //! cached signatures are checked against the policy in force now, so a
 //! policy change applies to images pulled before it.
 
-use bpfman_image::content::ImageContent;
-use bpfman_image::reference::RegistryRef;
+use bpfman_image::content::{ContentError, ImageContent};
+use bpfman_image::inspect::{self, InspectError};
+use bpfman_image::reference::{ImageRef, LayoutRef, RegistryRef};
 use bpfman_image::registry::{NoProgress, Registry, RegistryError, TransportOptions};
 use bpfman_image::signing::{self, SignError, Store};
 use bpfman_image::transfer::{self, TransferError};
@@ -38,6 +39,10 @@ pub enum ImageError {
     Transfer(#[from] TransferError),
     #[error(transparent)]
     Sign(#[from] SignError),
+    #[error(transparent)]
+    Layout(#[from] InspectError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
     #[error(
         "{reference} is not in the cache and the pull policy is Never; pull it first (bpfman-load pull {reference}) or use another pull policy"
     )]
@@ -46,18 +51,67 @@ pub enum ImageError {
     Refused(Box<Refusal>),
 }
 
-/// The cache key of a reference: `registry/repo:tag` or
-/// `registry/repo@digest`.
-pub fn cache_key(r: &RegistryRef) -> String {
-    match (&r.digest, &r.tag) {
-        (Some(d), _) => format!("{}@{d}", r.name()),
-        (None, t) => format!("{}:{}", r.name(), t.as_deref().unwrap_or("latest")),
+/// The cache key of a reference: `registry/repo:tag`,
+/// `registry/repo@digest`, or `oci:/absolute/dir:tag` for a layout.
+pub fn cache_key(r: &ImageRef) -> String {
+    match r {
+        ImageRef::Registry(r) => match (&r.digest, &r.tag) {
+            (Some(d), _) => format!("{}@{d}", r.name()),
+            (None, t) => format!("{}:{}", r.name(), t.as_deref().unwrap_or("latest")),
+        },
+        ImageRef::Layout(l) => {
+            let dir = std::fs::canonicalize(&l.dir).unwrap_or_else(|_| l.dir.clone());
+            format!(
+                "oci:{}:{}",
+                dir.display(),
+                l.tag
+                    .as_deref()
+                    .unwrap_or(bpfman_image::reference::DEFAULT_TAG)
+            )
+        }
     }
 }
 
-/// Pulls `r` into the cache: the reference is resolved once, the image is
-/// fetched by that digest, and its signatures (both formats) come along.
+/// The name trust policies see: `registry/repo`, or `oci:/absolute/dir`.
+pub fn identity(r: &ImageRef) -> Result<String, ImageError> {
+    Ok(match r {
+        ImageRef::Registry(r) => r.name(),
+        ImageRef::Layout(l) => signing::layout_identity(&l.dir)?,
+    })
+}
+
+/// Copies `r` into the cache with its signatures, from a registry or a
+/// local layout.
 pub async fn pull(
+    cache: &Cache,
+    opts: &TransportOptions,
+    r: &ImageRef,
+) -> Result<ImageRecord, ImageError> {
+    match r {
+        ImageRef::Registry(rr) => pull_registry(cache, opts, rr).await,
+        ImageRef::Layout(l) => pull_layout(cache, r, l).await,
+    }
+}
+
+/// From a layout: the tag is resolved once, and the image and its
+/// signatures (always under the fallback tag there) are read by digest.
+async fn pull_layout(
+    cache: &Cache,
+    r: &ImageRef,
+    l: &LayoutRef,
+) -> Result<ImageRecord, ImageError> {
+    let (layout, _, top) = inspect::resolve_layout(l)?;
+    let content = ImageContent::from_layout(&layout, &top)?;
+    let store = Store::Layout { dir: l.dir.clone() };
+    let (legacy, bad) = store.legacy(&content.top.digest).await?;
+    let mut others = bad;
+    others.extend(store.bundles(&content.top.digest).await?);
+    Ok(cache.store(&cache_key(r), &content, &legacy, &others)?)
+}
+
+/// From a registry: the reference is resolved once, the image is fetched
+/// by that digest, and its signatures (both formats) come along.
+async fn pull_registry(
     cache: &Cache,
     opts: &TransportOptions,
     r: &RegistryRef,
@@ -74,14 +128,19 @@ pub async fn pull(
     let (legacy, bad) = store.legacy(&content.top.digest).await?;
     let mut others = bad;
     others.extend(store.bundles(&content.top.digest).await?);
-    Ok(cache.store(&cache_key(r), &content, &legacy, &others)?)
+    Ok(cache.store(
+        &cache_key(&ImageRef::Registry(r.clone())),
+        &content,
+        &legacy,
+        &others,
+    )?)
 }
 
 /// The cached record for `r` under `policy`, pulling as the policy says.
 pub async fn ensure(
     cache: &Cache,
     opts: &TransportOptions,
-    r: &RegistryRef,
+    r: &ImageRef,
     policy: PullPolicy,
 ) -> Result<ImageRecord, ImageError> {
     let key = cache_key(r);
@@ -107,13 +166,13 @@ pub struct Admitted {
 /// offline. Records the admission, or returns the refusal.
 pub fn verify_cached(
     cache: &Cache,
-    r: &RegistryRef,
+    r: &ImageRef,
     record: ImageRecord,
     policy: &Policy,
 ) -> Result<Admitted, ImageError> {
     let content = cache.content(&record)?;
     let found = cache.signatures(&record)?;
-    let identity = r.name();
+    let identity = identity(r)?;
     let verdict = verdict::evaluate(
         Subject {
             identity: &identity,
@@ -167,7 +226,7 @@ pub fn find(cache: &Cache, what: &str) -> Result<Option<ImageRecord>, ImageError
             return Ok(matches.into_iter().next());
         }
     }
-    match what.parse::<RegistryRef>() {
+    match what.parse::<ImageRef>() {
         Ok(r) => Ok(cache.lookup(&cache_key(&r))?),
         Err(_) => Ok(None),
     }
