@@ -74,6 +74,14 @@ impl Host {
         self.run(&args).ok().stdout.trim().to_string()
     }
 
+    /// Unloads these records' programs, in one run.
+    fn unload<'a>(&self, records: impl IntoIterator<Item = &'a Value>) {
+        let ids: Vec<String> = records.into_iter().map(|r| r["id"].to_string()).collect();
+        let mut args = vec!["unload"];
+        args.extend(ids.iter().map(String::as_str));
+        self.run(&args).ok();
+    }
+
     /// Our directory in the test's bpffs.
     fn ours(&self) -> PathBuf {
         let entries: Vec<PathBuf> = fs::read_dir(self.bpf.path())
@@ -487,10 +495,7 @@ fn tcx_runs_libbpf_tc_objects_in_order_both_directions() {
     ])
     .fails_with("no program with id 4000000000");
 
-    let ids: Vec<String> = tcx.iter().chain(&tc).map(|r| r["id"].to_string()).collect();
-    let mut args = vec!["unload"];
-    args.extend(ids.iter().map(String::as_str));
-    host.run(&args).ok();
+    host.unload(tcx.iter().chain(&tc));
     for r in tcx.iter().chain(&tc) {
         assert!(kernel_freed("prog", &r["id"]));
     }
@@ -537,11 +542,7 @@ fn tracepoint_and_uprobe_fire() {
         "syscalls/sys_enter_nonesuch",
     ])
     .fails_with("/sys/kernel/tracing/events");
-    let mut ids: Vec<String> = probes.iter().map(|p| p["id"].to_string()).collect();
-    ids.push(tp[0]["id"].to_string());
-    let mut args = vec!["unload"];
-    args.extend(ids.iter().map(String::as_str));
-    host.run(&args).ok();
+    host.unload(probes.iter().chain(&tp));
     host.assert_clean();
 }
 
@@ -560,10 +561,7 @@ fn kprobe_and_fentry_load_or_say_plainly_why_not() {
         for r in &recs {
             host.attach(&r["id"], &["kprobe", "do_unlinkat"]);
         }
-        let ids: Vec<String> = recs.iter().map(|r| r["id"].to_string()).collect();
-        let mut args = vec!["unload"];
-        args.extend(ids.iter().map(String::as_str));
-        host.run(&args).ok();
+        host.unload(&recs);
     } else {
         let err = host
             .run(&["load", "file", &kprobe])
