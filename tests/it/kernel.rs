@@ -869,3 +869,52 @@ fn from_a_signed_image_in_the_registry_to_traffic_and_back() {
         .fails_with("");
     host.assert_clean();
 }
+
+#[test]
+fn a_second_load_shares_the_first_ones_maps() {
+    let Some(host) = Host::new("a_second_load_shares_the_first_ones_maps") else {
+        return;
+    };
+    let ns = Netns::new("share", 7);
+    let first = host.load_file("xdp_counter.bpfel.o", &[]);
+    let first_id = first[0]["id"].to_string();
+    let second = host.load_file("xdp_counter.bpfel.o", &["--share-maps-with", &first_id]);
+    let stats = Host::map_pin(&first[0], "xdp_stats_map");
+    assert_eq!(Host::map_pin(&second[0], "xdp_stats_map"), stats);
+    let shared = second[0]["maps"]
+        .as_array()
+        .expect("maps")
+        .iter()
+        .find(|m| m["name"] == "xdp_stats_map")
+        .expect("map");
+    assert_eq!(shared["shared"], true);
+
+    // The second program counts into the first one's map.
+    host.attach(
+        &second[0]["id"],
+        &["xdp", "--iface", "veth1", "--netns", &ns.name],
+    );
+    assert!(ns.ping(3));
+    assert!(counter(&stats) >= 3);
+
+    // Unloading the first keeps the map the second still uses.
+    host.run(&["unload", &first_id]).ok();
+    assert!(stats.exists());
+    let before = counter(&stats);
+    assert!(ns.ping(2));
+    assert!(counter(&stats) >= before + 2);
+
+    // Nothing to share with an object that has no map of those names.
+    let tp = testdata("bpf/tracepoint.bpfel.o").display().to_string();
+    host.run(&[
+        "load",
+        "file",
+        &tp,
+        "--share-maps-with",
+        &second[0]["id"].to_string(),
+    ])
+    .fails_with("nothing to share");
+    host.unload(&second);
+    assert!(!stats.exists());
+    host.assert_clean();
+}
