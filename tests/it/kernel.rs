@@ -918,3 +918,69 @@ fn a_second_load_shares_the_first_ones_maps() {
     assert!(!stats.exists());
     host.assert_clean();
 }
+
+/// Loads `object`, attaches each program with `hook`, runs `work`, and
+/// checks each program's counter (`<prefix>_count_map`, the prefix being
+/// the program name's first word) saw it at least `times` times.
+fn fires(host: &Host, object: &str, hook: &[&str], times: u64, work: impl Fn()) {
+    let recs = host.load_file(object, &[]);
+    for r in &recs {
+        host.attach(&r["id"], hook);
+    }
+    work();
+    for r in &recs {
+        let name = r["name"].as_str().expect("name");
+        let map = format!("{}_count_map", name.split('_').next().expect("prefix"));
+        let seen = counter(&Host::map_pin(r, &map));
+        assert!(seen >= times, "{name}: {seen} < {times}");
+    }
+    host.unload(&recs);
+    host.assert_clean();
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_kprobe_and_kretprobe_fire() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_kprobe_and_kretprobe_fire").expect("tools in the VM");
+    fires(
+        &host,
+        "kprobe.bpfel.o",
+        &["kprobe", "do_sys_openat2"],
+        10,
+        || {
+            for _ in 0..10 {
+                fs::read("/proc/version").expect("open");
+            }
+        },
+    );
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_fentry_and_fexit_fire() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_fentry_and_fexit_fire").expect("tools in the VM");
+    for hook in ["fentry", "fexit"] {
+        // Each object holds both; attach each program with its own kind.
+        let recs = host.load_file(
+            "fentry.bpfel.o",
+            &["--program", &format!("{hook}_unlinkat")],
+        );
+        host.attach(&recs[0]["id"], &[hook]);
+        let dir = TempDir::new().expect("tmp");
+        for i in 0..5 {
+            let f = dir.path().join(i.to_string());
+            fs::write(&f, b"x").expect("write");
+            fs::remove_file(&f).expect("unlink");
+        }
+        let seen = counter(&Host::map_pin(&recs[0], &format!("{hook}_count_map")));
+        assert!(seen >= 5, "{hook}: {seen}");
+        host.unload(&recs);
+    }
+    host.assert_clean();
+}

@@ -11,3 +11,4 @@ mod load_cache;
 mod registry;
 mod registry_harness;
 mod signing;
+mod vm;
