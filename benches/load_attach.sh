@@ -54,7 +54,7 @@ load_attach() {
 	local id
 	id=$("$LOAD" --root "$1" --bpffs "$work/bpf" --policy "$work/policy.toml" \
 		load image "$IMAGE" --pull-policy "$2" 2>/dev/null | awk 'NR == 2 {print $1}')
-	"$LOAD" --root "$1" --bpffs "$work/bpf" attach "$id" xdp --iface veth1 --netns "$NS" >/dev/null 2>&1
+	"$LOAD" --root "$1" --bpffs "$work/bpf" attach "$id" xdp --exclusive --iface veth1 --netns "$NS" >/dev/null 2>&1
 	echo "$id"
 }
 unload() { "$LOAD" --root "$1" --bpffs "$work/bpf" unload "$2" >/dev/null 2>&1; }

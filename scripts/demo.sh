@@ -105,7 +105,7 @@ ip -n "$ns-peer" link set dev veth0 up
 load() { target/release/bpfman-load --root "$host/root" --bpffs "$host/bpf" --policy "$keys/policy.toml" "$@"; }
 load load image "oci:$out:v1" | tee "$host/loaded"
 id=$(awk 'NR == 2 {print $1}' "$host/loaded")
-load attach "$id" xdp --iface veth1 --netns "$ns"
+load attach "$id" xdp --exclusive --iface veth1 --netns "$ns"
 ip netns exec "$ns-peer" ping -q -c 5 -i 0.2 10.202.0.2
 load get "$id"
 stats=$(load get "$id" --output json | python3 -c 'import json,sys; print([m["pin"] for m in json.load(sys.stdin)["maps"] if m["name"] == "xdp_stats_map"][0])')

@@ -7,6 +7,11 @@
 //!   progs/<program id>          a loaded program
 //!   maps/<load id>/<map name>   the maps of one load ('.' becomes '_')
 //!   links/<link id>             an attachment
+//!   dispatchers/<hook>-<netns>-<ifindex>/
+//!     link                      the hook's link (XDP or tcx)
+//!     ext-<program id>          a program loaded as an extension
+//!     rev-<n>/dispatcher        revision n of the dispatcher
+//!     rev-<n>/slot<i>           the freplace link of slot i
 //! ```
 //!
 //! That directory belongs to one state root alone: reconciliation removes
@@ -102,7 +107,7 @@ impl Bpffs {
             tracing::info!("mounted bpffs on {}", mount_point.display());
         }
         let root = mount_point.join(dir_name(root));
-        for d in ["progs", "maps", "links"] {
+        for d in ["progs", "maps", "links", "dispatchers"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
@@ -146,14 +151,21 @@ impl Bpffs {
         Ok(out)
     }
 
-    /// Removes empty map directories left by unloads.
+    /// Removes empty map and dispatcher directories left by unloads.
     pub fn tidy(&self) {
-        if let Ok(dirs) = fs::read_dir(self.root.join("maps")) {
-            for d in dirs.flatten() {
-                // Fails (and is left) when not empty.
-                let _ = fs::remove_dir(d.path());
+        fn prune(dir: &Path) {
+            if let Ok(entries) = fs::read_dir(dir) {
+                for d in entries.flatten() {
+                    if d.file_type().is_ok_and(|t| t.is_dir()) {
+                        prune(&d.path());
+                        // Fails (and is left) when not empty.
+                        let _ = fs::remove_dir(d.path());
+                    }
+                }
             }
         }
+        prune(&self.root.join("maps"));
+        prune(&self.root.join("dispatchers"));
     }
 }
 

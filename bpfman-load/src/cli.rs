@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bpffs::{Bpffs, DEFAULT_BPFFS};
 use crate::cache::{Cache, DEFAULT_ROOT, ImageRecord};
+use crate::chain::ChainRequest;
 use crate::images::{self, Admitted, PullPolicy};
 use crate::loadable::Loadable;
 use crate::loader::{AttachRequest, LoadOptions, Loader, TcxOrder};
@@ -173,7 +174,8 @@ enum Direction {
 
 #[derive(Debug, Subcommand)]
 enum Hook {
-    /// XDP, exclusive: this program owns the interface's XDP hook.
+    /// XDP: through the interface's multi-program dispatcher (ordered by
+    /// priority), or --exclusive (this program owns the hook).
     Xdp {
         #[arg(long, value_name = "IFACE")]
         iface: String,
@@ -182,6 +184,23 @@ enum Hook {
         netns: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = XdpModeArg::Default)]
         mode: XdpModeArg,
+        /// Attach directly, alone on the interface, without the dispatcher
+        /// (for kernels that refuse freplace).
+        #[arg(long, conflicts_with_all = ["priority", "proceed_on"])]
+        exclusive: bool,
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+    /// TC through the hook's multi-program dispatcher (attached with tcx).
+    Tc {
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
+        #[arg(long, value_enum)]
+        direction: Direction,
+        #[arg(long, value_name = "NETNS")]
+        netns: Option<PathBuf>,
+        #[command(flatten)]
+        chain: ChainArgs,
     },
     /// tcx (Linux 6.6+), ordered among the hook's tcx programs.
     Tcx {
@@ -231,6 +250,17 @@ enum Hook {
     Fentry,
     /// fexit, at the function its section names.
     Fexit,
+}
+
+#[derive(Debug, Args)]
+struct ChainArgs {
+    /// Lower runs first [default: the program's .xdp_run_config, else 50].
+    #[arg(long, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Actions after which the next program runs, comma-separated [default:
+    /// the program's .xdp_run_config, else pass (XDP) or pipe,unspec (TC)].
+    #[arg(long, value_delimiter = ',', value_name = "ACTION,...")]
+    proceed_on: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -329,7 +359,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prune(args) => prune(&cache, &kernel(&cache, g)?, args.all),
         Command::Fsck => fsck(&cache),
         Command::Load(cmd) => load(&cache, g, cmd),
-        Command::Attach(args) => attach(&kernel(&cache, g)?, args),
+        Command::Attach(args) => attach(&cache, g, &kernel(&cache, g)?, args),
         Command::Detach { link } => {
             let (id, l) = kernel(&cache, g)?.detach(link)?;
             println!("detached link {link} ({}) from program {id}", l.attachment);
@@ -367,6 +397,9 @@ fn kernel(cache: &Cache, g: &Global) -> Result<Loader> {
             "link {} of program {id} ({}) vanished: its pin is gone; removed from the state",
             l.id, l.attachment
         );
+    }
+    for d in &report.dispatchers {
+        eprintln!("{d}");
     }
     for p in &report.strays {
         eprintln!(
@@ -643,18 +676,140 @@ fn load_options(a: &LoadArgs) -> LoadOptions {
     }
 }
 
-fn attach(loader: &Loader, args: AttachArgs) -> Result<()> {
+fn xdp_mode(mode: XdpModeArg) -> aya::programs::XdpMode {
+    match mode {
+        XdpModeArg::Default => aya::programs::XdpMode::Default,
+        XdpModeArg::Skb => aya::programs::XdpMode::Skb,
+        XdpModeArg::Driver => aya::programs::XdpMode::Driver,
+        XdpModeArg::Hw => aya::programs::XdpMode::Hardware,
+    }
+}
+
+/// The bytes a program was loaded from, verified again: an image is
+/// re-verified from the cache against the policy in force; a file must
+/// still hash to what was loaded.
+fn program_object(cache: &Cache, g: &Global, r: &ProgramRecord) -> Result<Vec<u8>> {
+    match &r.source {
+        Source::File { path, sha256 } => {
+            let bytes = std::fs::read(path).with_context(|| {
+                format!(
+                    "cannot read '{}', which program {} was loaded from",
+                    path.display(),
+                    r.id
+                )
+            })?;
+            if bpfman_image_spec::digest::Digest::of(&bytes) != *sha256 {
+                anyhow::bail!(
+                    "'{}' changed since program {} was loaded from it (it was {sha256}); load it again",
+                    path.display(),
+                    r.id
+                );
+            }
+            Ok(bytes)
+        }
+        Source::Image {
+            reference, image, ..
+        } => {
+            let policy = load_policy(g)?;
+            let parsed: ImageRef = reference
+                .parse()
+                .with_context(|| format!("program {}'s image reference '{reference}'", r.id))?;
+            let Some(record) = cache.image(image)? else {
+                anyhow::bail!(
+                    "{image}, which program {} came from, is no longer cached; load it again",
+                    r.id
+                );
+            };
+            let admitted = images::verify_cached(cache, &parsed, record, &policy)?;
+            let loadable = Loadable::for_host(&admitted.content, admitted.proof.clone())?;
+            Ok(loadable.image().object.clone())
+        }
+    }
+}
+
+fn chain_request(
+    hook: crate::dispatcher::Hook,
+    interface: String,
+    netns: Option<PathBuf>,
+    chain: &ChainArgs,
+    mode: aya::programs::XdpMode,
+) -> Result<ChainRequest> {
+    let proceed_on = if chain.proceed_on.is_empty() {
+        None
+    } else {
+        Some(
+            crate::dispatcher::parse_actions(hook, &chain.proceed_on)
+                .map_err(anyhow::Error::msg)?,
+        )
+    };
+    Ok(ChainRequest {
+        hook,
+        interface,
+        netns,
+        priority: chain.priority,
+        proceed_on,
+        xdp_mode: mode,
+    })
+}
+
+fn attach(cache: &Cache, g: &Global, loader: &Loader, args: AttachArgs) -> Result<()> {
+    use crate::dispatcher::Hook as H;
+    let chained = match &args.hook {
+        Hook::Xdp {
+            iface,
+            netns,
+            mode,
+            exclusive: false,
+            chain,
+        } => Some(chain_request(
+            H::Xdp,
+            iface.clone(),
+            netns.clone(),
+            chain,
+            xdp_mode(*mode),
+        )?),
+        Hook::Tc {
+            iface,
+            direction,
+            netns,
+            chain,
+        } => {
+            let hook = match direction {
+                Direction::Ingress => H::TcIngress,
+                Direction::Egress => H::TcEgress,
+            };
+            Some(chain_request(
+                hook,
+                iface.clone(),
+                netns.clone(),
+                chain,
+                Default::default(),
+            )?)
+        }
+        _ => None,
+    };
+    if let Some(req) = chained {
+        let record = loader.record(args.id)?;
+        let object = program_object(cache, g, &record)?;
+        let link = loader
+            .attach_chained(args.id, &req, &object)
+            .with_context(|| format!("cannot attach program {}", args.id))?;
+        println!("{}", link.id);
+        eprintln!(
+            "attached program {} as link {}: {}",
+            args.id, link.id, link.attachment
+        );
+        return Ok(());
+    }
     let request = match args.hook {
-        Hook::Xdp { iface, netns, mode } => AttachRequest::Xdp {
+        Hook::Xdp {
+            iface, netns, mode, ..
+        } => AttachRequest::Xdp {
             interface: iface,
             netns,
-            mode: match mode {
-                XdpModeArg::Default => aya::programs::XdpMode::Default,
-                XdpModeArg::Skb => aya::programs::XdpMode::Skb,
-                XdpModeArg::Driver => aya::programs::XdpMode::Driver,
-                XdpModeArg::Hw => aya::programs::XdpMode::Hardware,
-            },
+            mode: xdp_mode(mode),
         },
+        Hook::Tc { .. } => unreachable!("handled above"),
         Hook::Tcx {
             iface,
             direction,

@@ -12,7 +12,9 @@
 
 pub mod bpffs;
 pub mod cache;
+pub mod chain;
 pub mod cli;
+pub mod dispatcher;
 pub mod images;
 pub mod loadable;
 pub mod loader;

@@ -29,6 +29,7 @@ use bpfman_image_spec::program::SectionKind;
 
 use crate::bpffs::{self, Bpffs};
 use crate::cache::now;
+use crate::dispatcher::DispatcherRecord;
 use crate::loadable::Loadable;
 use crate::probe;
 use crate::sections;
@@ -108,11 +109,16 @@ pub struct Reconciled {
     pub links_gone: Vec<(u32, LinkRecord)>,
     /// Pins in our bpffs directory that no record accounts for.
     pub strays: Vec<PathBuf>,
+    /// Dispatcher changes finished or forgotten.
+    pub dispatchers: Vec<String>,
 }
 
 impl Reconciled {
     pub fn is_empty(&self) -> bool {
-        self.vanished.is_empty() && self.links_gone.is_empty() && self.strays.is_empty()
+        self.vanished.is_empty()
+            && self.links_gone.is_empty()
+            && self.strays.is_empty()
+            && self.dispatchers.is_empty()
     }
 }
 
@@ -129,11 +135,11 @@ pub struct KernelProgram {
 
 #[derive(Debug)]
 pub struct Loader {
-    state: State,
-    fs: Bpffs,
+    pub(crate) state: State,
+    pub(crate) fs: Bpffs,
 }
 
-fn tag_hex(tag: u64) -> String {
+pub(crate) fn tag_hex(tag: u64) -> String {
     format!("{tag:016x}")
 }
 
@@ -166,7 +172,7 @@ fn probe_kind(kind: SectionKind) -> aya::programs::ProbeKind {
 }
 
 /// A short user-facing name for a section kind ("tcx_ingress" -> "tcx").
-fn kind_name(kind: SectionKind) -> String {
+pub(crate) fn kind_name(kind: SectionKind) -> String {
     serde_json::to_value(kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -576,6 +582,17 @@ impl Loader {
     /// Detaches one link, by its kernel id.
     pub fn detach(&self, link_id: u32) -> Result<(u32, LinkRecord)> {
         let mut records = self.state.all()?;
+        let holders = records
+            .iter()
+            .filter(|r| r.links.iter().any(|l| l.id == link_id))
+            .count();
+        if holders > 1 {
+            // A dispatcher attachment's id is its extension program's id,
+            // which may equal another attachment's link id.
+            bail!(
+                "link id {link_id} is ambiguous (a link and a dispatcher attachment); detach by unloading the program instead"
+            );
+        }
         let Some(record) = records
             .iter_mut()
             .find(|r| r.links.iter().any(|l| l.id == link_id))
@@ -587,6 +604,11 @@ impl Loader {
             .iter()
             .position(|l| l.id == link_id)
             .unwrap_or_default();
+        if let Attachment::Dispatcher { key, .. } = &record.links[pos].attachment {
+            let link = record.links[pos].clone();
+            self.detach_chained(key, record.id)?;
+            return Ok((record.id, link));
+        }
         let link = record.links.remove(pos);
         bpffs::unpin(&link.pin)?;
         self.state.put(std::slice::from_ref(record))?;
@@ -596,6 +618,12 @@ impl Loader {
     /// Detaches and unloads one of our programs, removing its pins (maps
     /// only when no other program of ours uses them).
     pub fn unload(&self, id: u32) -> Result<ProgramRecord> {
+        let first = self.record(id)?;
+        for l in &first.links {
+            if let Attachment::Dispatcher { key, .. } = &l.attachment {
+                self.detach_chained(key, id)?;
+            }
+        }
         let record = self.record(id)?;
         let others = self.state.all()?;
         self.release(&record, &others)?;
@@ -627,7 +655,10 @@ impl Loader {
     /// stale: programs that vanished, links whose pin went, and pins no
     /// record accounts for. Touches nothing outside our bpffs directory.
     pub fn reconcile(&self) -> Result<Reconciled> {
-        let mut report = Reconciled::default();
+        let mut report = Reconciled {
+            dispatchers: self.reconcile_dispatchers()?,
+            ..Default::default()
+        };
         let mut records = self.state.all()?;
         let mut keep = Vec::new();
         for mut r in records.drain(..) {
@@ -662,7 +693,12 @@ impl Loader {
             self.release(r, &keep)?;
             self.state.remove(r.id)?;
         }
-        let claimed: BTreeSet<&PathBuf> = keep.iter().flat_map(ProgramRecord::pins).collect();
+        let dispatchers = self.state.dispatchers()?;
+        let claimed: BTreeSet<&PathBuf> = keep
+            .iter()
+            .flat_map(ProgramRecord::pins)
+            .chain(dispatchers.iter().flat_map(DispatcherRecord::pins))
+            .collect();
         for pin in self.fs.pins()? {
             if !claimed.contains(&pin) {
                 bpffs::unpin(&pin)?;
@@ -696,7 +732,7 @@ impl Loader {
 /// the process SIGKILL itself at that step, as `kill -9` would, with no
 /// destructor or cleanup running. Steps: `load:programs-pinned`,
 /// `load:maps-pinned`, `attach:link-pinned`, `unload:links-unpinned`.
-fn fault(step: &str) {
+pub(crate) fn fault(step: &str) {
     if std::env::var("BPFMAN_LOAD_FAULT").is_ok_and(|v| v == step) {
         tracing::warn!("fault injection: killing ourselves at {step}");
         let _ =
@@ -706,10 +742,10 @@ fn fault(step: &str) {
 
 /// Pins made so far by a load, removed if the load fails.
 #[derive(Default)]
-struct Pins(Vec<PathBuf>);
+pub(crate) struct Pins(pub(crate) Vec<PathBuf>);
 
 impl Pins {
-    fn undo(&mut self) {
+    pub(crate) fn undo(&mut self) {
         for p in self.0.drain(..) {
             if let Err(e) = bpffs::unpin(&p) {
                 tracing::warn!("{e}");
@@ -718,7 +754,7 @@ impl Pins {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -865,7 +901,10 @@ fn check_kind(record: &ProgramRecord, request: &AttachRequest) -> Result<()> {
 /// Runs `f` on a thread inside the network namespace (a name under
 /// /run/netns or a path), or here when there is none. The namespace is the
 /// thread's alone, and ends with it.
-fn in_netns<T: Send>(netns: Option<&Path>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+pub(crate) fn in_netns<T: Send>(
+    netns: Option<&Path>,
+    f: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
     let Some(ns) = netns else { return f() };
     let path = netns_path(ns);
     std::thread::scope(|s| {
@@ -900,7 +939,7 @@ pub fn netns_path(ns: &Path) -> PathBuf {
 }
 
 /// The interface's index in the calling thread's network namespace.
-fn ifindex(name: &str, netns: Option<&Path>) -> Result<u32> {
+pub(crate) fn ifindex(name: &str, netns: Option<&Path>) -> Result<u32> {
     let where_ = netns
         .map(|n| format!(" in network namespace '{}'", n.display()))
         .unwrap_or_default();

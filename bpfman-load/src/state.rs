@@ -9,6 +9,7 @@ use bpfman_image_spec::program::SectionKind;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, CacheError};
+use crate::dispatcher::{DispatcherRecord, Hook};
 
 /// Where a program's bytes came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,18 @@ pub enum Attachment {
     Fexit {
         function: String,
     },
+    /// A slot of a multi-program dispatcher (the link is the slot's
+    /// freplace link, renewed by every change of the chain).
+    Dispatcher {
+        hook: Hook,
+        interface: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        netns: Option<PathBuf>,
+        priority: i32,
+        proceed_on: Vec<String>,
+        /// The dispatcher record's key.
+        key: String,
+    },
 }
 
 impl std::fmt::Display for Attachment {
@@ -134,6 +147,20 @@ impl std::fmt::Display for Attachment {
             }
             Self::Fentry { function } => write!(f, "fentry {function}"),
             Self::Fexit { function } => write!(f, "fexit {function}"),
+            Self::Dispatcher {
+                hook,
+                interface,
+                netns,
+                priority,
+                proceed_on,
+                ..
+            } => write!(
+                f,
+                "{} dispatcher {interface}{} priority {priority} proceed-on {}",
+                hook.name(),
+                ns(netns),
+                proceed_on.join(",")
+            ),
         }
     }
 }
@@ -179,10 +206,11 @@ impl ProgramRecord {
     }
 }
 
-/// The programs tree of the state database.
+/// The programs and dispatchers trees of the state database.
 #[derive(Debug, Clone)]
 pub struct State {
     tree: sled::Tree,
+    dispatchers: sled::Tree,
     db: sled::Db,
 }
 
@@ -193,7 +221,12 @@ fn key(id: u32) -> [u8; 4] {
 impl State {
     pub fn open(cache: &Cache) -> Result<Self, CacheError> {
         let (db, tree) = cache.tree("programs")?;
-        Ok(Self { tree, db })
+        let (_, dispatchers) = cache.tree("dispatchers")?;
+        Ok(Self {
+            tree,
+            dispatchers,
+            db,
+        })
     }
 
     fn err(&self, e: impl std::fmt::Display) -> CacheError {
@@ -234,6 +267,60 @@ impl State {
 
     pub fn remove(&self, id: u32) -> Result<(), CacheError> {
         self.tree.remove(key(id)).map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn dispatchers(&self) -> Result<Vec<DispatcherRecord>, CacheError> {
+        self.dispatchers
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(|e| self.err(e))?;
+                serde_json::from_slice(&v).map_err(|e| self.err(e))
+            })
+            .collect()
+    }
+
+    pub fn dispatcher(&self, key: &str) -> Result<Option<DispatcherRecord>, CacheError> {
+        match self.dispatchers.get(key).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.err(format!("dispatcher {key}: {e}"))),
+        }
+    }
+
+    /// Writes program records and a dispatcher record (or removes it) in
+    /// one transaction, and flushes: the commit point of a chain change.
+    pub fn commit(
+        &self,
+        programs: &[ProgramRecord],
+        dispatcher_key: &str,
+        dispatcher: Option<&DispatcherRecord>,
+    ) -> Result<(), CacheError> {
+        use sled::Transactional;
+        let encoded: Vec<([u8; 4], Vec<u8>)> = programs
+            .iter()
+            .map(|r| serde_json::to_vec(r).map(|v| (key(r.id), v)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        let disp = dispatcher
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        (&self.tree, &self.dispatchers)
+            .transaction(|(p, d)| {
+                for (k, v) in &encoded {
+                    p.insert(k, v.as_slice())?;
+                }
+                match &disp {
+                    Some(v) => d.insert(dispatcher_key.as_bytes(), v.as_slice())?,
+                    None => d.remove(dispatcher_key.as_bytes())?,
+                };
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.err(format!("{e:?}")))?;
         self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -87,6 +87,16 @@ pub struct IntMember {
     pub value: u32,
 }
 
+/// One member of a struct as laid out in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    /// Bytes from the start of the struct.
+    pub offset: u32,
+    /// Bytes the member occupies (arrays: all their elements).
+    pub size: u32,
+}
+
 /// A variable of a data section whose type is a struct of `__uint()` members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StructDef {
@@ -208,6 +218,67 @@ impl<'a> Btf<'a> {
             }
         }
         Err(BtfError::DanglingType { id, target: id })
+    }
+
+    /// The byte size of a type (ints, structs, unions, enums, arrays).
+    fn size_of(&self, id: u32) -> Result<u32, BtfError> {
+        let mut id = id;
+        let mut count: u32 = 1;
+        for _ in 0..MAX_CHAIN {
+            let (rid, t) = self.resolve(id)?;
+            match t.kind {
+                KIND_ARRAY => {
+                    let rd = self.rd();
+                    let (Some(elem), Some(n)) = (rd.u32(t.extra), rd.u32(t.extra + 8)) else {
+                        return Err(out_of_bounds("type", t.extra, 12, self.data.len()));
+                    };
+                    count = count.saturating_mul(n);
+                    id = elem;
+                }
+                KIND_INT | KIND_STRUCT | KIND_UNION | KIND_ENUM | KIND_ENUM64 | KIND_FLOAT => {
+                    return Ok(count.saturating_mul(t.size_or_type));
+                }
+                KIND_PTR => return Ok(count.saturating_mul(8)),
+                _ => {
+                    return Err(BtfError::DanglingType {
+                        id: rid,
+                        target: rid,
+                    });
+                }
+            }
+        }
+        Err(BtfError::DanglingType { id, target: id })
+    }
+
+    /// The members of struct `name`, with their byte offsets and sizes;
+    /// `None` if there is no such struct. Bit-fields are not supported.
+    pub fn struct_layout(&self, name: &str) -> Result<Option<Vec<Member>>, BtfError> {
+        let mut found = None;
+        for (i, t) in self.types.iter().enumerate() {
+            if t.kind == KIND_STRUCT && self.name(t.name_off)? == name {
+                found = Some((u32::try_from(i + 1).unwrap_or(u32::MAX), *t));
+                break;
+            }
+        }
+        let Some((_, st)) = found else {
+            return Ok(None);
+        };
+        let rd = self.rd();
+        let mut members = Vec::new();
+        for m in 0..st.vlen as usize {
+            let at = st.extra + m * 12;
+            let (Some(name_off), Some(mtype), Some(bits)) =
+                (rd.u32(at), rd.u32(at + 4), rd.u32(at + 8))
+            else {
+                return Err(out_of_bounds("type", at, 12, self.data.len()));
+            };
+            members.push(Member {
+                name: self.name(name_off)?,
+                offset: (bits & 0x00ff_ffff) / 8,
+                size: self.size_of(mtype)?,
+            });
+        }
+        Ok(Some(members))
     }
 
     /// The variables of data section `section` (e.g. `.maps`) whose types are

@@ -169,6 +169,29 @@ pub fn globals(bytes: &[u8]) -> Result<Vec<GlobalVar>, ElfError> {
     Ok(out)
 }
 
+/// The BTF-defined structs of data section `section` (e.g.
+/// `.xdp_run_config`), from the object's `.BTF`; empty if it has none.
+pub fn btf_struct_defs(
+    bytes: &[u8],
+    section: &str,
+) -> Result<Vec<crate::btf::StructDef>, ElfError> {
+    let endianness = identify(bytes)?;
+    let file =
+        ElfFile64::<object::Endianness>::parse(bytes).map_err(|source| ElfError::Malformed {
+            what: "cannot parse headers, sections or symbols",
+            source,
+        })?;
+    let Some(btf) = file.section_by_name(".BTF") else {
+        return Ok(Vec::new());
+    };
+    let data = btf.data().map_err(|source| ElfError::Malformed {
+        what: "the .BTF section is not readable",
+        source,
+    })?;
+    let btf = Btf::parse(data, endianness)?;
+    Ok(btf.struct_defs(section)?.unwrap_or_default())
+}
+
 /// Lists the programs and maps of an eBPF object.
 pub fn inspect(bytes: &[u8]) -> Result<ObjectInfo, ElfError> {
     let endianness = identify(bytes)?;

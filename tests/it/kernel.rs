@@ -312,7 +312,17 @@ fn xdp_exclusive_counts_pings_then_unload_leaves_nothing() {
     assert!(kernel_has("prog", id));
     let stats = Host::map_pin(rec, "xdp_stats_map");
 
-    let link = host.attach(id, &["xdp", "--iface", "veth1", "--netns", &ns.name]);
+    let link = host.attach(
+        id,
+        &[
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
+        ],
+    );
     assert!(
         ns.link_show("veth1").contains("xdp"),
         "{}",
@@ -329,6 +339,7 @@ fn xdp_exclusive_counts_pings_then_unload_leaves_nothing() {
         "attach",
         &second[0]["id"].to_string(),
         "xdp",
+        "--exclusive",
         "--iface",
         "veth1",
         "--netns",
@@ -377,7 +388,17 @@ fn a_global_set_at_load_changes_the_verdict() {
     // verdict = XDP_DROP (1), little-endian u32.
     let rec = host.load_file("xdp_counter.bpfel.o", &["--global", "verdict=01000000"]);
     let id = &rec[0]["id"];
-    host.attach(id, &["xdp", "--iface", "veth1", "--netns", &ns.name]);
+    host.attach(
+        id,
+        &[
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
+        ],
+    );
     assert!(!ns.ping(3), "pings passed an XDP_DROP program");
     assert!(counter(&Host::map_pin(&rec[0], "xdp_stats_map")) >= 3);
     host.run(&["unload", &id.to_string()]).ok();
@@ -631,6 +652,7 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
         "attach",
         &id,
         "xdp",
+        "--exclusive",
         "--iface",
         "nonesuch0",
         "--netns",
@@ -641,6 +663,7 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
         "attach",
         &id,
         "xdp",
+        "--exclusive",
         "--iface",
         "veth1",
         "--netns",
@@ -709,7 +732,14 @@ fn kill_9_at_any_step_is_reconciled_by_the_next_run() {
     let id = rec[0]["id"].to_string();
     let out = host.run_env(
         &[
-            "attach", &id, "xdp", "--iface", "veth1", "--netns", &ns.name,
+            "attach",
+            &id,
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
         ],
         &[("BPFMAN_LOAD_FAULT", "attach:link-pinned")],
     );
@@ -725,7 +755,14 @@ fn kill_9_at_any_step_is_reconciled_by_the_next_run() {
     // And the interface is free for a real attach.
     host.attach(
         &rec[0]["id"],
-        &["xdp", "--iface", "veth1", "--netns", &ns.name],
+        &[
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
+        ],
     );
 
     // Killed in the middle of an unload: links gone, program pinned.
@@ -807,7 +844,14 @@ fn from_a_signed_image_in_the_registry_to_traffic_and_back() {
     let id = rec["id"].to_string();
     host.attach(
         &rec["id"],
-        &["xdp", "--iface", "veth1", "--netns", &ns.name],
+        &[
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
+        ],
     );
     assert!(ns.ping(3));
     assert!(counter(&Host::map_pin(rec, "xdp_stats_map")) >= 3);
@@ -892,7 +936,14 @@ fn a_second_load_shares_the_first_ones_maps() {
     // The second program counts into the first one's map.
     host.attach(
         &second[0]["id"],
-        &["xdp", "--iface", "veth1", "--netns", &ns.name],
+        &[
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
+        ],
     );
     assert!(ns.ping(3));
     assert!(counter(&stats) >= 3);
@@ -982,5 +1033,485 @@ fn guest_fentry_and_fexit_fire() {
         assert!(seen >= 5, "{hook}: {seen}");
         host.unload(&recs);
     }
+    host.assert_clean();
+}
+
+/// The host kernel refuses freplace: attaching through the dispatcher says
+/// so plainly, offers what works, and leaves nothing behind; --exclusive
+/// then works.
+#[test]
+fn the_dispatcher_on_a_kernel_without_freplace_says_what_works() {
+    let Some(host) = Host::new("the_dispatcher_on_a_kernel_without_freplace_says_what_works")
+    else {
+        return;
+    };
+    if crate::vm::in_guest() {
+        return;
+    }
+    let ns = Netns::new("nofr", 8);
+    let rec = host.load_file("xdp_counter.bpfel.o", &[]);
+    let id = rec[0]["id"].to_string();
+    let pins = host.pins();
+    let out = host.run(&[
+        "attach", &id, "xdp", "--iface", "veth1", "--netns", &ns.name,
+    ]);
+    if out.status == 0 {
+        // A kernel that allows freplace: the dispatcher works here too.
+        host.run(&["detach", out.stdout.trim()]).ok();
+    } else {
+        assert!(
+            out.stderr.contains("freplace")
+                && out.stderr.contains("--exclusive")
+                && out.stderr.contains("tcx"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(host.pins(), pins, "a refused dispatcher left pins");
+        assert!(!ns.link_show("veth1").contains("prog/xdp"));
+    }
+    host.attach(
+        &rec[0]["id"],
+        &[
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
+        ],
+    );
+    assert!(ns.ping(2));
+    host.unload(&rec);
+    host.assert_clean();
+}
+
+/// Attaches through the dispatcher: `hook` is `xdp` or `tc`, `extra` the
+/// rest (direction, priority, proceed-on). Returns the link id.
+fn chain(host: &Host, ns: &Netns, rec: &[Value], hook: &str, extra: &[&str]) -> String {
+    let mut args = vec![hook, "--iface", "veth1", "--netns", ns.name.as_str()];
+    args.extend_from_slice(extra);
+    host.attach(&rec[0]["id"], &args)
+}
+
+fn stats(rec: &[Value], map: &str) -> u64 {
+    counter(&Host::map_pin(&rec[0], map))
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_xdp_dispatcher_runs_programs_in_priority_order() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_xdp_dispatcher_runs_programs_in_priority_order").expect("tools");
+    let ns = Netns::new("gxdp", 11);
+    // a counts and passes, b counts and drops, c counts and passes.
+    let a = host.load_file("xdp_counter.bpfel.o", &[]);
+    let b = host.load_file("xdp_counter.bpfel.o", &["--global", "verdict=01000000"]);
+    let c = host.load_file("xdp_counter.bpfel.o", &[]);
+    let m = "xdp_stats_map";
+    // Attached out of order; the priorities decide.
+    chain(&host, &ns, &c, "xdp", &["--priority", "30"]);
+    chain(&host, &ns, &a, "xdp", &["--priority", "10"]);
+    let b_link = chain(&host, &ns, &b, "xdp", &["--priority", "20"]);
+    // a passes (proceed), b drops (not a proceed-on action): c never runs.
+    // (The peer's ARP requests die there too, so few packets are seen; c
+    // saw some while it was alone, so only what comes now counts.)
+    let (a0, b0, c0) = (stats(&a, m), stats(&b, m), stats(&c, m));
+    assert!(!ns.ping(3), "pings crossed a dropping chain");
+    assert!(stats(&a, m) > a0 && stats(&b, m) > b0);
+    assert_eq!(stats(&c, m), c0, "c ran after b's drop");
+
+    // b proceeding on drop too: the chain goes on to c, which passes.
+    host.run(&["detach", &b_link]).ok();
+    let b_link = chain(
+        &host,
+        &ns,
+        &b,
+        "xdp",
+        &["--priority", "20", "--proceed-on", "pass,drop"],
+    );
+    assert!(ns.ping(3));
+    assert!(stats(&c, m) >= c0 + 3);
+
+    // Remove the middle one: a and c keep running, in order.
+    host.run(&["detach", &b_link]).ok();
+    let (a0, b0, c0) = (stats(&a, m), stats(&b, m), stats(&c, m));
+    assert!(ns.ping(2));
+    assert!(stats(&a, m) >= a0 + 2 && stats(&c, m) >= c0 + 2);
+    assert_eq!(stats(&b, m), b0);
+    let listed = host.listed();
+    let order: Vec<i64> = listed
+        .iter()
+        .filter_map(|r| r["links"][0]["attachment"]["priority"].as_i64())
+        .collect();
+    assert_eq!(order.len(), 2, "{listed:?}");
+
+    // The last one out takes the dispatcher with it: the interface is clean.
+    host.unload(a.iter().chain(&b).chain(&c));
+    assert!(
+        !ns.link_show("veth1").contains("prog/xdp"),
+        "{}",
+        ns.link_show("veth1")
+    );
+    host.assert_clean();
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_tc_dispatcher_orders_ingress_and_egress() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_tc_dispatcher_orders_ingress_and_egress").expect("tools");
+    let ns = Netns::new("gtc", 12);
+    // Both return TC_ACT_OK; the default proceed-on (pipe, unspec) stops
+    // the chain after the first.
+    let x = host.load_file("tc_libbpf.bpfel.o", &[]);
+    let y = host.load_file("tc_libbpf.bpfel.o", &[]);
+    let eg = host.load_file("tcx.bpfel.o", &["--program", "tcx_egress"]);
+    let m = "tc_count_map";
+    let x_link = chain(
+        &host,
+        &ns,
+        &x,
+        "tc",
+        &["--direction", "ingress", "--priority", "10"],
+    );
+    chain(
+        &host,
+        &ns,
+        &y,
+        "tc",
+        &["--direction", "ingress", "--priority", "20"],
+    );
+    chain(&host, &ns, &eg, "tc", &["--direction", "egress"]);
+    assert!(ns.ping(3));
+    assert!(stats(&x, m) >= 3);
+    assert_eq!(stats(&y, m), 0, "y ran after x's ok");
+    assert!(stats(&eg, "tcx_egress_map") >= 3, "egress replies");
+
+    // x proceeding on ok: y runs after it.
+    host.run(&["detach", &x_link]).ok();
+    chain(
+        &host,
+        &ns,
+        &x,
+        "tc",
+        &[
+            "--direction",
+            "ingress",
+            "--priority",
+            "10",
+            "--proceed-on",
+            "ok",
+        ],
+    );
+    assert!(ns.ping(3));
+    assert!(stats(&y, m) >= 3);
+
+    host.unload(x.iter().chain(&y).chain(&eg));
+    host.assert_clean();
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_an_eleventh_program_is_refused() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_an_eleventh_program_is_refused").expect("tools");
+    let ns = Netns::new("g11", 13);
+    let mut all = Vec::new();
+    for i in 0..10 {
+        let r = host.load_file("xdp_pass.bpfel.o", &[]);
+        chain(&host, &ns, &r, "xdp", &["--priority", &i.to_string()]);
+        all.extend(r);
+    }
+    let eleventh = host.load_file("xdp_pass.bpfel.o", &[]);
+    let pins = host.pins();
+    host.run(&[
+        "attach",
+        &eleventh[0]["id"].to_string(),
+        "xdp",
+        "--iface",
+        "veth1",
+        "--netns",
+        &ns.name,
+    ])
+    .fails_with("already holds 10 programs, its limit");
+    assert_eq!(host.pins(), pins);
+    assert!(ns.ping(1));
+    all.extend(eleventh);
+    host.unload(&all);
+    host.assert_clean();
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_a_hundred_swaps_under_traffic_drop_nothing() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_a_hundred_swaps_under_traffic_drop_nothing").expect("tools");
+    let ns = Netns::new("gswap", 14);
+    let a = host.load_file("xdp_counter.bpfel.o", &[]);
+    let b = host.load_file("xdp_counter.bpfel.o", &[]);
+    chain(&host, &ns, &a, "xdp", &["--priority", "10"]);
+    let before = stats(&a, "xdp_stats_map");
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.peer,
+            "ping",
+            "-q",
+            "-i",
+            "0.02",
+            "10.201.14.2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping");
+    for _ in 0..50 {
+        let link = chain(&host, &ns, &b, "xdp", &["--priority", "20"]);
+        host.run(&["detach", &link]).ok();
+    }
+    // SIGINT: ping prints its statistics and exits.
+    Command::new("kill")
+        .args(["-INT", &ping.id().to_string()])
+        .status()
+        .expect("kill");
+    let out = ping.wait_with_output().expect("ping output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stat = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping statistics: {text}"));
+    let nums: Vec<u64> = stat
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (sent, received) = (nums[0], nums[1]);
+    assert!(sent > 0);
+    assert_eq!(received, sent, "the swaps lost packets: {stat}");
+    // a saw every request (and any ARP besides).
+    assert!(stats(&a, "xdp_stats_map") - before >= sent, "{stat}");
+    host.unload(a.iter().chain(&b));
+    host.assert_clean();
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_kill_9_mid_update_leaves_old_or_new_chain() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_kill_9_mid_update_leaves_old_or_new_chain").expect("tools");
+    let ns = Netns::new("gkill", 15);
+    let a = host.load_file("xdp_counter.bpfel.o", &[]);
+    chain(&host, &ns, &a, "xdp", &["--priority", "10"]);
+    for (step, joined) in [
+        ("dispatcher:built", false),
+        ("dispatcher:committed", true),
+        ("dispatcher:swapped", true),
+    ] {
+        let b = host.load_file("xdp_counter.bpfel.o", &[]);
+        let out = host.run_env(
+            &[
+                "attach",
+                &b[0]["id"].to_string(),
+                "xdp",
+                "--iface",
+                "veth1",
+                "--netns",
+                &ns.name,
+                "--priority",
+                "20",
+            ],
+            &[("BPFMAN_LOAD_FAULT", step)],
+        );
+        assert_eq!(out.signal, Some(9), "{step}: {out:?}");
+        // The next run reconciles: the old chain (a) or the new (a, b).
+        host.run(&["list"]).ok();
+        let b_now = host
+            .run(&["get", &b[0]["id"].to_string(), "--output", "json"])
+            .ok();
+        let b_now: Value = serde_json::from_str(&b_now.stdout).expect("json");
+        let in_chain = !b_now["links"].as_array().expect("links").is_empty();
+        assert_eq!(in_chain, joined, "{step}: {b_now}");
+        let (a0, b0) = (stats(&a, "xdp_stats_map"), stats(&b, "xdp_stats_map"));
+        assert!(ns.ping(2), "{step}");
+        assert!(stats(&a, "xdp_stats_map") >= a0 + 2, "{step}: a stopped");
+        assert_eq!(stats(&b, "xdp_stats_map") > b0, joined, "{step}: b");
+        host.unload(&b);
+    }
+    host.unload(&a);
+    host.assert_clean();
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_two_loaders_at_once_both_join_the_chain() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("guest_two_loaders_at_once_both_join_the_chain").expect("tools");
+    let ns = Netns::new("gtwo", 16);
+    let a = host.load_file("xdp_counter.bpfel.o", &[]);
+    let b = host.load_file("xdp_counter.bpfel.o", &[]);
+    let root = host.dir.path().join("root").display().to_string();
+    let bpf = host.bpf.path().display().to_string();
+    let spawn = |id: &Value| {
+        Command::new(load_bin())
+            .args([
+                "--root",
+                &root,
+                "--bpffs",
+                &bpf,
+                "--lock-timeout",
+                "120",
+                "attach",
+                &id.to_string(),
+            ])
+            .args(["xdp", "--iface", "veth1", "--netns", &ns.name])
+            .output()
+    };
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| spawn(&a[0]["id"]));
+        let tb = s.spawn(|| spawn(&b[0]["id"]));
+        (ta.join().expect("a"), tb.join().expect("b"))
+    });
+    for r in [ra, rb] {
+        let r = r.expect("run");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    let (a0, b0) = (stats(&a, "xdp_stats_map"), stats(&b, "xdp_stats_map"));
+    assert!(ns.ping(2));
+    assert!(stats(&a, "xdp_stats_map") >= a0 + 2 && stats(&b, "xdp_stats_map") >= b0 + 2);
+    host.unload(a.iter().chain(&b));
+    host.assert_clean();
+}
+
+/// `bpftool prog run` of a pinned program or an id on a 64-byte frame,
+/// `repeat` times: the kernel's average ns per run.
+fn ns_per_packet(prog: &[&str], frame: &Path, repeat: u32) -> f64 {
+    let out = Command::new("bpftool")
+        .args(["prog", "run"])
+        .args(prog)
+        .arg("data_in")
+        .arg(frame)
+        .args(["repeat", &repeat.to_string()])
+        .output()
+        .expect("bpftool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "bpftool prog run {prog:?}: {text}");
+    text.split("duration (average):")
+        .nth(1)
+        .and_then(|r| r.trim().split("ns").next())
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no duration in: {text}"))
+}
+
+/// The dispatcher benchmark (benches/dispatcher.sh runs it in the VM; it
+/// is not a guest_ test, so CI's VM run leaves it out). Per-packet cost by
+/// BPF_PROG_TEST_RUN of: the program alone, our dispatcher with 1, 5 and
+/// 10 programs, and libxdp's dispatcher (xdp-loader) with the same
+/// programs; and the time to add the 10th program.
+#[test]
+#[ignore = "benchmark: benches/dispatcher.sh runs it inside the VM"]
+fn vmbench_dispatcher_per_packet() {
+    if !crate::vm::in_guest() {
+        return;
+    }
+    let host = Host::new("vmbench_dispatcher_per_packet").expect("tools");
+    let repeat = 200_000;
+    let frame = host.dir.path().join("frame");
+    let mut pkt = vec![0u8; 64];
+    pkt[12] = 0x08; // an IPv4 ethertype; xdp_pass does not look further
+    fs::write(&frame, &pkt).expect("frame");
+    ip(&[
+        "link", "add", "name", "bench1", "type", "veth", "peer", "name", "bench0",
+    ]);
+    ip(&["link", "set", "dev", "bench1", "up"]);
+    let mut progs = Vec::new();
+    for _ in 0..10 {
+        progs.extend(host.load_file("xdp_pass.bpfel.o", &[]));
+    }
+    let direct_pin = progs[0]["pin"].as_str().expect("pin").to_string();
+    let direct = ns_per_packet(&["pinned", &direct_pin], &frame, repeat);
+    let mut rows = vec![("program alone (baseline)".to_string(), direct)];
+    let mut add_10th = 0.0;
+    for (i, p) in progs.iter().enumerate() {
+        let started = std::time::Instant::now();
+        host.attach(
+            &p["id"],
+            &["xdp", "--iface", "bench1", "--priority", &i.to_string()],
+        );
+        if i == 9 {
+            add_10th = started.elapsed().as_secs_f64() * 1000.0;
+        }
+        if [0, 4, 9].contains(&i) {
+            let got = host
+                .run(&["get", &p["id"].to_string(), "--output", "json"])
+                .ok();
+            let v: Value = serde_json::from_str(&got.stdout).expect("json");
+            let slot = PathBuf::from(v["links"][0]["pin"].as_str().expect("slot pin"));
+            let disp = slot.with_file_name("dispatcher");
+            let ns = ns_per_packet(&["pinned", &disp.display().to_string()], &frame, repeat);
+            rows.push((format!("bpfman-load dispatcher, {} programs", i + 1), ns));
+        }
+    }
+    host.unload(&progs);
+    // libxdp's dispatcher with the same object, where xdp-loader is here.
+    if Path::new("/usr/sbin/xdp-loader").exists() {
+        let obj = testdata("bpf/xdp_pass.bpfel.o").display().to_string();
+        for n in [1, 5, 10] {
+            let mut args = vec!["load".to_string(), "bench1".into()];
+            args.extend(std::iter::repeat_n(obj.clone(), n));
+            let out = Command::new("xdp-loader")
+                .args(&args)
+                .output()
+                .expect("xdp-loader");
+            if !out.status.success() {
+                eprintln!(
+                    "xdp-loader could not load {n}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                break;
+            }
+            let show = Command::new("ip")
+                .args(["-d", "-j", "link", "show", "dev", "bench1"])
+                .output()
+                .expect("ip");
+            let v: Value = serde_json::from_slice(&show.stdout).expect("json");
+            let id = v[0]["xdp"]["prog"]["id"]
+                .as_u64()
+                .or_else(|| v[0]["xdp"]["attached"][0]["prog"]["id"].as_u64())
+                .unwrap_or_else(|| panic!("no XDP program on bench1: {v}"));
+            let ns = ns_per_packet(&["id", &id.to_string()], &frame, repeat);
+            rows.push((format!("libxdp dispatcher, {n} programs"), ns));
+            Command::new("xdp-loader")
+                .args(["unload", "bench1", "--all"])
+                .status()
+                .expect("unload");
+        }
+    }
+    println!(
+        "\nBENCH {:<44} {:>10} {:>8}",
+        "per packet, BPF_PROG_TEST_RUN", "ns", "ratio"
+    );
+    for (name, ns) in &rows {
+        println!("BENCH {name:<44} {ns:>10.1} {:>7.2}x", ns / direct);
+    }
+    println!(
+        "BENCH {:<44} {add_10th:>10.1} ms",
+        "adding the 10th program (attach command)"
+    );
+    println!("BENCH repeat {repeat}; in a TCG VM: compare ratios, not absolute numbers");
     host.assert_clean();
 }
