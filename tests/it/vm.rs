@@ -231,7 +231,13 @@ fn guest_tests_pass_in_a_vm() {
     // BPFMAN_VM_FILTER narrows the guest tests (a libtest filter), for
     // working on one of them.
     let filter = std::env::var("BPFMAN_VM_FILTER").unwrap_or_else(|_| "guest_".into());
-    let run = run_guest(&filter, Duration::from_secs(1800));
+    // Benchmarks print their figures: let them reach the console.
+    let args = if filter.starts_with("vmbench_") {
+        format!("{filter} --nocapture")
+    } else {
+        filter.clone()
+    };
+    let run = run_guest(&args, Duration::from_secs(1800));
     assert!(
         run.console.contains("BPFMAN-VM-START 6."),
         "the VM did not reach the tests"
