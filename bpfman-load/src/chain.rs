@@ -582,3 +582,44 @@ fn load_extension(
     };
     Ok((id, link))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str) -> Vec<u8> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/bpf")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn a_programs_own_run_config_is_read() {
+        for name in ["xdp_run_config.bpfel.o", "xdp_run_config.bpfeb.o"] {
+            let obj = object(name);
+            let (priority, actions) = run_config(Hook::Xdp, &obj, "xdp_first");
+            assert_eq!(priority, Some(5), "{name}");
+            assert_eq!(
+                actions.map(|a| action_names(Hook::Xdp, a)),
+                Some(vec!["drop", "pass"]),
+                "{name}"
+            );
+            // Another function's config is not this one's.
+            assert_eq!(run_config(Hook::Xdp, &obj, "other"), (None, None));
+        }
+        assert_eq!(
+            run_config(Hook::Xdp, &object("xdp_counter.bpfel.o"), "xdp_stats"),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn keys_name_hook_namespace_and_interface() {
+        assert_eq!(key(Hook::Xdp, None, 3), "xdp-host-3");
+        assert_eq!(
+            key(Hook::TcEgress, Some(Path::new("/run/netns/a.b")), 7),
+            "tc-egress-_run_netns_a_b-7"
+        );
+    }
+}
