@@ -242,15 +242,22 @@ impl State {
         }
     }
 
-    pub fn all(&self) -> Result<Vec<ProgramRecord>, CacheError> {
-        self.tree
-            .iter()
+    /// Every record of a tree.
+    fn values<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+    ) -> Result<Vec<T>, CacheError> {
+        tree.iter()
             .values()
             .map(|v| {
                 let v = v.map_err(|e| self.err(e))?;
                 serde_json::from_slice(&v).map_err(|e| self.err(e))
             })
             .collect()
+    }
+
+    pub fn all(&self) -> Result<Vec<ProgramRecord>, CacheError> {
+        self.values(&self.tree)
     }
 
     /// Writes records and flushes: the commit point of a load or attach.
@@ -272,14 +279,7 @@ impl State {
     }
 
     pub fn dispatchers(&self) -> Result<Vec<DispatcherRecord>, CacheError> {
-        self.dispatchers
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v.map_err(|e| self.err(e))?;
-                serde_json::from_slice(&v).map_err(|e| self.err(e))
-            })
-            .collect()
+        self.values(&self.dispatchers)
     }
 
     pub fn dispatcher(&self, key: &str) -> Result<Option<DispatcherRecord>, CacheError> {

@@ -120,6 +120,13 @@ pub fn identify(bytes: &[u8]) -> Result<Endianness, ElfError> {
     Ok(endian)
 }
 
+fn parse(bytes: &[u8]) -> Result<ElfFile64<'_, object::Endianness>, ElfError> {
+    ElfFile64::<object::Endianness>::parse(bytes).map_err(|source| ElfError::Malformed {
+        what: "cannot parse headers, sections or symbols",
+        source,
+    })
+}
+
 /// A global variable: what `--global NAME=HEX` can set before loading.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GlobalVar {
@@ -133,11 +140,7 @@ pub struct GlobalVar {
 /// `.data*` and `.bss*`), sorted by name.
 pub fn globals(bytes: &[u8]) -> Result<Vec<GlobalVar>, ElfError> {
     identify(bytes)?;
-    let file =
-        ElfFile64::<object::Endianness>::parse(bytes).map_err(|source| ElfError::Malformed {
-            what: "cannot parse headers, sections or symbols",
-            source,
-        })?;
+    let file = parse(bytes)?;
     let mut out = Vec::new();
     for sym in file.symbols() {
         let (Some(index), SymbolKind::Data) = (sym.section_index(), sym.kind()) else {
@@ -176,11 +179,7 @@ pub fn btf_struct_defs(
     section: &str,
 ) -> Result<Vec<crate::btf::StructDef>, ElfError> {
     let endianness = identify(bytes)?;
-    let file =
-        ElfFile64::<object::Endianness>::parse(bytes).map_err(|source| ElfError::Malformed {
-            what: "cannot parse headers, sections or symbols",
-            source,
-        })?;
+    let file = parse(bytes)?;
     let Some(btf) = file.section_by_name(".BTF") else {
         return Ok(Vec::new());
     };
@@ -195,11 +194,7 @@ pub fn btf_struct_defs(
 /// Lists the programs and maps of an eBPF object.
 pub fn inspect(bytes: &[u8]) -> Result<ObjectInfo, ElfError> {
     let endianness = identify(bytes)?;
-    let file =
-        ElfFile64::<object::Endianness>::parse(bytes).map_err(|source| ElfError::Malformed {
-            what: "cannot parse headers, sections or symbols",
-            source,
-        })?;
+    let file = parse(bytes)?;
 
     let mut programs = Vec::new();
     let mut btf_map_names = Vec::new();

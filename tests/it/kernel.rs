@@ -970,6 +970,12 @@ fn a_second_load_shares_the_first_ones_maps() {
     host.assert_clean();
 }
 
+/// The host for a guest test, inside the VM only (elsewhere the test is a
+/// no-op: `vm::guest_tests_pass_in_a_vm` runs it in the VM).
+fn guest(test: &str) -> Option<Host> {
+    crate::vm::in_guest().then(|| Host::new(test).expect("the VM has the tools"))
+}
+
 /// Loads `object`, attaches each program with `hook`, runs `work`, and
 /// checks each program's counter (`<prefix>_count_map`, the prefix being
 /// the program name's first word) saw it at least `times` times.
@@ -992,10 +998,9 @@ fn fires(host: &Host, object: &str, hook: &[&str], times: u64, work: impl Fn()) 
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_kprobe_and_kretprobe_fire() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_kprobe_and_kretprobe_fire") else {
         return;
-    }
-    let host = Host::new("guest_kprobe_and_kretprobe_fire").expect("tools in the VM");
+    };
     fires(
         &host,
         "kprobe.bpfel.o",
@@ -1012,10 +1017,9 @@ fn guest_kprobe_and_kretprobe_fire() {
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_fentry_and_fexit_fire() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_fentry_and_fexit_fire") else {
         return;
-    }
-    let host = Host::new("guest_fentry_and_fexit_fire").expect("tools in the VM");
+    };
     for hook in ["fentry", "fexit"] {
         // Each object holds both; attach each program with its own kind.
         let recs = host.load_file(
@@ -1100,10 +1104,9 @@ fn stats(rec: &[Value], map: &str) -> u64 {
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_xdp_dispatcher_runs_programs_in_priority_order() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_xdp_dispatcher_runs_programs_in_priority_order") else {
         return;
-    }
-    let host = Host::new("guest_xdp_dispatcher_runs_programs_in_priority_order").expect("tools");
+    };
     let ns = Netns::new("gxdp", 11);
     // a counts and passes, b counts and drops, c counts and passes.
     let a = host.load_file("xdp_counter.bpfel.o", &[]);
@@ -1160,10 +1163,9 @@ fn guest_xdp_dispatcher_runs_programs_in_priority_order() {
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_tc_dispatcher_orders_ingress_and_egress() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_tc_dispatcher_orders_ingress_and_egress") else {
         return;
-    }
-    let host = Host::new("guest_tc_dispatcher_orders_ingress_and_egress").expect("tools");
+    };
     let ns = Netns::new("gtc", 12);
     // Both return TC_ACT_OK; the default proceed-on (pipe, unspec) stops
     // the chain after the first.
@@ -1217,10 +1219,9 @@ fn guest_tc_dispatcher_orders_ingress_and_egress() {
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_an_eleventh_program_is_refused() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_an_eleventh_program_is_refused") else {
         return;
-    }
-    let host = Host::new("guest_an_eleventh_program_is_refused").expect("tools");
+    };
     let ns = Netns::new("g11", 13);
     let mut all = Vec::new();
     for i in 0..10 {
@@ -1250,10 +1251,9 @@ fn guest_an_eleventh_program_is_refused() {
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_a_hundred_swaps_under_traffic_drop_nothing() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_a_hundred_swaps_under_traffic_drop_nothing") else {
         return;
-    }
-    let host = Host::new("guest_a_hundred_swaps_under_traffic_drop_nothing").expect("tools");
+    };
     let ns = Netns::new("gswap", 14);
     let a = host.load_file("xdp_counter.bpfel.o", &[]);
     let b = host.load_file("xdp_counter.bpfel.o", &[]);
@@ -1304,10 +1304,9 @@ fn guest_a_hundred_swaps_under_traffic_drop_nothing() {
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_kill_9_mid_update_leaves_old_or_new_chain() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_kill_9_mid_update_leaves_old_or_new_chain") else {
         return;
-    }
-    let host = Host::new("guest_kill_9_mid_update_leaves_old_or_new_chain").expect("tools");
+    };
     let ns = Netns::new("gkill", 15);
     let a = host.load_file("xdp_counter.bpfel.o", &[]);
     chain(&host, &ns, &a, "xdp", &["--priority", "10"]);
@@ -1353,10 +1352,9 @@ fn guest_kill_9_mid_update_leaves_old_or_new_chain() {
 #[test]
 #[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
 fn guest_two_loaders_at_once_both_join_the_chain() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("guest_two_loaders_at_once_both_join_the_chain") else {
         return;
-    }
-    let host = Host::new("guest_two_loaders_at_once_both_join_the_chain").expect("tools");
+    };
     let ns = Netns::new("gtwo", 16);
     let a = host.load_file("xdp_counter.bpfel.o", &[]);
     let b = host.load_file("xdp_counter.bpfel.o", &[]);
@@ -1425,10 +1423,9 @@ fn ns_per_packet(prog: &[&str], frame: &Path, repeat: u32) -> f64 {
 #[test]
 #[ignore = "benchmark: benches/dispatcher.sh runs it inside the VM"]
 fn vmbench_dispatcher_per_packet() {
-    if !crate::vm::in_guest() {
+    let Some(host) = guest("vmbench_dispatcher_per_packet") else {
         return;
-    }
-    let host = Host::new("vmbench_dispatcher_per_packet").expect("tools");
+    };
     let repeat = 200_000;
     let frame = host.dir.path().join("frame");
     let mut pkt = vec![0u8; 64];
