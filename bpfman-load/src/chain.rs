@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use aya::EbpfLoader;
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
-use aya::programs::tc::{SchedClassifierLink, TcAttachOptions, TcAttachType};
+use aya::programs::tc::{
+    NlOptions, SchedClassifierLink, TcAttachOptions, TcAttachType, TcHandle, qdisc_add_clsact,
+};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Extension, ProgramError, ProgramFd, SchedClassifier, Xdp, XdpMode};
 use aya_obj::programs::XdpAttachType;
@@ -15,7 +17,7 @@ use bpfman_image_spec::program::SectionKind;
 
 use crate::bpffs;
 use crate::dispatcher::{
-    self, DEFAULT_PRIORITY, DispatcherRecord, Hook, SLOTS, Slot, action_names, order,
+    self, DEFAULT_PRIORITY, DispatcherRecord, Hook, SLOTS, Slot, TcFilter, action_names, order,
 };
 use crate::loader::{Loader, Pins, fault, ifindex, in_netns};
 use crate::probe;
@@ -34,6 +36,9 @@ pub struct ChainRequest {
     /// program's `.xdp_run_config`, else the hook's default.
     pub proceed_on: Option<u32>,
     pub xdp_mode: XdpMode,
+    /// TC only: attach a new dispatcher with clsact + cls_bpf even where
+    /// the kernel has tcx (kernels without tcx always get clsact).
+    pub clsact: bool,
 }
 
 /// A program joining the chain: its object's bytes, to load it again as an
@@ -113,9 +118,8 @@ impl Loader {
                 req.hook.name()
             );
         }
-        if req.hook != Hook::Xdp {
-            probe::tcx()?;
-        }
+        // TC: tcx where the kernel has it, clsact + cls_bpf otherwise.
+        let clsact = req.hook != Hook::Xdp && (req.clsact || probe::tcx().is_err());
         let netns = req.netns.as_deref();
         let ifindex = in_netns(netns, || ifindex(&req.interface, netns))?;
         let key = key(req.hook, netns, ifindex);
@@ -170,6 +174,8 @@ impl Loader {
             slots: Vec::new(),
             freplace: Vec::new(),
             retiring: Vec::new(),
+            clsact,
+            filter: None,
         });
         let joining = Joining {
             record: &record,
@@ -384,6 +390,9 @@ impl Loader {
     /// Points the hook at `d`'s dispatcher: one BPF_LINK_UPDATE on the
     /// existing link, or a new link (pinned) for a new dispatcher.
     fn swap(&self, d: &mut DispatcherRecord, mode: XdpMode) -> Result<()> {
+        if d.clsact {
+            return self.swap_clsact(d);
+        }
         if d.link.exists() {
             let link =
                 FdLink::from(PinnedLink::from_pin(&d.link).context("cannot open the hook's link")?);
@@ -444,6 +453,87 @@ impl Loader {
         Ok(())
     }
 
+    /// The classic TC path: the first dispatcher gets a clsact qdisc (if
+    /// the interface has none) and a cls_bpf filter in direct-action mode;
+    /// later ones replace that filter's program in place (one netlink
+    /// request, atomic for traffic). Netlink works per namespace, so this
+    /// runs in the interface's.
+    fn swap_clsact(&self, d: &mut DispatcherRecord) -> Result<()> {
+        let dir = if d.hook == Hook::TcIngress {
+            TcAttachType::Ingress
+        } else {
+            TcAttachType::Egress
+        };
+        let (program, interface, filter) = (d.program.clone(), d.interface.clone(), d.filter);
+        let made = in_netns(d.netns.as_deref(), move || -> Result<TcFilter> {
+            let mut p = SchedClassifier::from_pin(&program)?;
+            let id = match filter {
+                Some(f) => {
+                    let link = SchedClassifierLink::attached(
+                        &interface,
+                        dir,
+                        f.priority,
+                        TcHandle::from(f.handle),
+                        None,
+                    )?;
+                    p.attach_to_link(link)
+                        .context("cannot replace the TC dispatcher's cls_bpf filter")?
+                }
+                None => {
+                    if let Err(e) = qdisc_add_clsact(&interface) {
+                        // EEXIST: the interface has its clsact already.
+                        tracing::debug!("clsact on {interface}: {e}");
+                    }
+                    p.attach_with_options(
+                        &interface,
+                        dir,
+                        TcAttachOptions::Netlink(NlOptions::default()),
+                    )
+                    .with_context(|| {
+                        format!("cannot add the TC dispatcher's filter to {interface}")
+                    })?
+                }
+            };
+            let link = p.take_link(id)?;
+            let made = TcFilter {
+                priority: link.priority()?,
+                handle: link.handle()?.into(),
+            };
+            // Dropping the link would delete the filter: it must outlive
+            // us, held by the kernel alone.
+            std::mem::forget(link);
+            Ok(made)
+        })?;
+        if d.filter != Some(made) {
+            d.filter = Some(made);
+            self.state.commit(&[], &d.key, Some(d))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a clsact dispatcher's filter.
+    fn remove_filter(d: &DispatcherRecord) -> Result<()> {
+        let Some(f) = d.filter else { return Ok(()) };
+        let dir = if d.hook == Hook::TcIngress {
+            TcAttachType::Ingress
+        } else {
+            TcAttachType::Egress
+        };
+        let interface = d.interface.clone();
+        in_netns(d.netns.as_deref(), move || -> Result<()> {
+            // Dropping the link detaches it: the filter goes.
+            let _link = SchedClassifierLink::attached(
+                &interface,
+                dir,
+                f.priority,
+                TcHandle::from(f.handle),
+                None,
+            )
+            .with_context(|| format!("cannot find {interface} to remove the TC dispatcher"))?;
+            Ok(())
+        })
+    }
+
     /// Removes the pins of the replaced revision.
     fn retire(&self, d: &mut DispatcherRecord) -> Result<()> {
         for p in d.retiring.drain(..) {
@@ -467,6 +557,9 @@ impl Loader {
             leaving,
         )?;
         self.state.commit(&programs, &d.key, None)?;
+        if d.clsact {
+            Self::remove_filter(d)?;
+        }
         for p in d.pins().chain(leaving.map(|s| &s.ext)) {
             bpffs::unpin(p)?;
         }
@@ -509,7 +602,12 @@ impl Loader {
                 ));
                 continue;
             }
-            if !d.retiring.is_empty() || !d.link.exists() {
+            let unattached = if d.clsact {
+                d.filter.is_none()
+            } else {
+                !d.link.exists()
+            };
+            if !d.retiring.is_empty() || unattached {
                 self.swap(&mut d, XdpMode::Default)?;
                 self.retire(&mut d)?;
                 done.push(format!(

@@ -191,7 +191,8 @@ enum Hook {
         #[command(flatten)]
         chain: ChainArgs,
     },
-    /// TC through the hook's multi-program dispatcher (attached with tcx).
+    /// TC through the hook's multi-program dispatcher (attached with tcx
+    /// where the kernel has it, else clsact + cls_bpf).
     Tc {
         #[arg(long, value_name = "IFACE")]
         iface: String,
@@ -199,6 +200,10 @@ enum Hook {
         direction: Direction,
         #[arg(long, value_name = "NETNS")]
         netns: Option<PathBuf>,
+        /// Attach a new dispatcher with clsact + cls_bpf even where tcx
+        /// exists (to sit among classic tc filters).
+        #[arg(long)]
+        clsact: bool,
         #[command(flatten)]
         chain: ChainArgs,
     },
@@ -733,6 +738,7 @@ fn chain_request(
     netns: Option<PathBuf>,
     chain: &ChainArgs,
     mode: aya::programs::XdpMode,
+    clsact: bool,
 ) -> Result<ChainRequest> {
     let proceed_on = if chain.proceed_on.is_empty() {
         None
@@ -749,6 +755,7 @@ fn chain_request(
         priority: chain.priority,
         proceed_on,
         xdp_mode: mode,
+        clsact,
     })
 }
 
@@ -767,11 +774,13 @@ fn attach(cache: &Cache, g: &Global, loader: &Loader, args: AttachArgs) -> Resul
             netns.clone(),
             chain,
             xdp_mode(*mode),
+            false,
         )?),
         Hook::Tc {
             iface,
             direction,
             netns,
+            clsact,
             chain,
         } => {
             let hook = match direction {
@@ -784,6 +793,7 @@ fn attach(cache: &Cache, g: &Global, loader: &Loader, args: AttachArgs) -> Resul
                 netns.clone(),
                 chain,
                 Default::default(),
+                *clsact,
             )?)
         }
         _ => None,

@@ -264,6 +264,20 @@ pub struct DispatcherRecord {
     /// Pins of the revision being replaced: removed once the swap is done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring: Vec<PathBuf>,
+    /// A TC dispatcher attached the classic way (clsact qdisc + cls_bpf
+    /// filter, for kernels without tcx): no link to pin; the filter,
+    /// once made, is replaced in place by netlink.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clsact: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<TcFilter>,
+}
+
+/// A cls_bpf filter: what netlink needs to replace or delete it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcFilter {
+    pub priority: u16,
+    pub handle: u32,
 }
 
 impl DispatcherRecord {

@@ -1512,3 +1512,74 @@ fn vmbench_dispatcher_per_packet() {
     println!("BENCH repeat {repeat}; in a TCG VM: compare ratios, not absolute numbers");
     host.assert_clean();
 }
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+fn guest_tc_dispatcher_on_clsact_where_there_is_no_tcx() {
+    let Some(host) = guest("guest_tc_dispatcher_on_clsact_where_there_is_no_tcx") else {
+        return;
+    };
+    let ns = Netns::new("gcls", 17);
+    let filters = || {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &ns.name, "bpftool", "net", "show", "dev", "veth1",
+            ])
+            .output()
+            .expect("bpftool net");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // --clsact forces what kernels before 6.6 get: clsact + cls_bpf.
+    let x = host.load_file("tc_libbpf.bpfel.o", &[]);
+    let y = host.load_file("tc_libbpf.bpfel.o", &[]);
+    let m = "tc_count_map";
+    chain(
+        &host,
+        &ns,
+        &x,
+        "tc",
+        &[
+            "--direction",
+            "ingress",
+            "--clsact",
+            "--priority",
+            "10",
+            "--proceed-on",
+            "ok",
+        ],
+    );
+    chain(
+        &host,
+        &ns,
+        &y,
+        "tc",
+        &["--direction", "ingress", "--priority", "20"],
+    );
+    let shown = filters();
+    assert!(
+        shown.contains("clsact/ingress") && shown.contains("tc_dispatcher"),
+        "{shown}"
+    );
+    assert!(ns.ping(3));
+    assert!(
+        stats(&x, m) >= 3 && stats(&y, m) >= 3,
+        "x proceeds on ok to y"
+    );
+
+    // The filter's program is replaced in place: y keeps running alone.
+    host.unload(&x);
+    let y0 = stats(&y, m);
+    assert!(ns.ping(2));
+    assert!(stats(&y, m) >= y0 + 2);
+    assert_eq!(
+        filters().matches("tc_dispatcher").count(),
+        1,
+        "{}",
+        filters()
+    );
+
+    // The last one out removes the filter.
+    host.unload(&y);
+    assert!(!filters().contains("tc_dispatcher"), "{}", filters());
+    host.assert_clean();
+}
