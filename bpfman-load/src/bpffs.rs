@@ -133,6 +133,11 @@ impl Bpffs {
         Ok(p)
     }
 
+    /// The directory of one dispatcher (its link, extensions, revisions).
+    pub fn dispatcher(&self, key: &str) -> PathBuf {
+        self.root.join("dispatchers").join(key)
+    }
+
     /// Every pin under our directory.
     pub fn pins(&self) -> Result<BTreeSet<PathBuf>, BpffsError> {
         let mut out = BTreeSet::new();

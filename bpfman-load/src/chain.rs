@@ -19,7 +19,7 @@ use crate::bpffs;
 use crate::dispatcher::{
     self, DEFAULT_PRIORITY, DispatcherRecord, Hook, SLOTS, Slot, TcFilter, action_names, order,
 };
-use crate::loader::{Loader, Pins, fault, ifindex, in_netns};
+use crate::loader::{Loader, Pins, fault, ifindex, in_netns, parse_global};
 use crate::probe;
 use crate::sections;
 use crate::state::{Attachment, LinkRecord, ProgramRecord};
@@ -80,6 +80,15 @@ fn run_config(hook: Hook, object: &[u8], name: &str) -> (Option<i32>, Option<u32
         }
     }
     (priority, any.then_some(bits))
+}
+
+/// The TC attach point of a TC hook.
+fn tc_direction(hook: Hook) -> TcAttachType {
+    if hook == Hook::TcIngress {
+        TcAttachType::Ingress
+    } else {
+        TcAttachType::Egress
+    }
 }
 
 fn explain_ext(e: ProgramError, name: &str) -> anyhow::Error {
@@ -151,12 +160,7 @@ impl Loader {
                 .proceed_on
                 .or(own_actions)
                 .unwrap_or_else(|| req.hook.default_proceed_on()),
-            ext: self
-                .fs
-                .root()
-                .join("dispatchers")
-                .join(&key)
-                .join(format!("ext-{id}")),
+            ext: self.fs.dispatcher(&key).join(format!("ext-{id}")),
             ext_id: 0,
         });
         order(&mut slots);
@@ -169,7 +173,7 @@ impl Loader {
             revision: 0,
             program: PathBuf::new(),
             program_id: 0,
-            link: self.fs.root().join("dispatchers").join(&key).join("link"),
+            link: self.fs.dispatcher(&key).join("link"),
             link_id: 0,
             slots: Vec::new(),
             freplace: Vec::new(),
@@ -187,7 +191,7 @@ impl Loader {
         updated
             .links
             .into_iter()
-            .find(|l| matches!(&l.attachment, Attachment::Dispatcher { key: k, .. } if *k == done.key))
+            .find(|l| l.attachment.dispatcher_key() == Some(done.key.as_str()))
             .ok_or_else(|| anyhow!("program {id} is not in the chain after adding it"))
     }
 
@@ -352,9 +356,8 @@ impl Loader {
         let mut out = Vec::new();
         for (i, slot) in d.slots.iter().enumerate() {
             let mut r = self.record(slot.program)?;
-            r.links.retain(
-                |l| !matches!(&l.attachment, Attachment::Dispatcher { key, .. } if *key == d.key),
-            );
+            r.links
+                .retain(|l| l.attachment.dispatcher_key() != Some(d.key.as_str()));
             // The id users see is the extension program's: it stays the
             // same while the chain around it is rebuilt (the freplace
             // link under it is new with every revision).
@@ -379,9 +382,8 @@ impl Loader {
         if let Some(s) = leaving
             && let Some(mut r) = self.state.get(s.program)?
         {
-            r.links.retain(
-                |l| !matches!(&l.attachment, Attachment::Dispatcher { key, .. } if *key == d.key),
-            );
+            r.links
+                .retain(|l| l.attachment.dispatcher_key() != Some(d.key.as_str()));
             out.push(r);
         }
         Ok(out)
@@ -425,11 +427,7 @@ impl Loader {
                 }
                 Hook::TcIngress | Hook::TcEgress => {
                     let mut p = SchedClassifier::from_pin(&program)?;
-                    let dir = if hook == Hook::TcIngress {
-                        TcAttachType::Ingress
-                    } else {
-                        TcAttachType::Egress
-                    };
+                    let dir = tc_direction(hook);
                     let id = p
                         .attach_with_options(
                             &interface,
@@ -459,11 +457,7 @@ impl Loader {
     /// request, atomic for traffic). Netlink works per namespace, so this
     /// runs in the interface's.
     fn swap_clsact(&self, d: &mut DispatcherRecord) -> Result<()> {
-        let dir = if d.hook == Hook::TcIngress {
-            TcAttachType::Ingress
-        } else {
-            TcAttachType::Egress
-        };
+        let dir = tc_direction(d.hook);
         let (program, interface, filter) = (d.program.clone(), d.interface.clone(), d.filter);
         let made = in_netns(d.netns.as_deref(), move || -> Result<TcFilter> {
             let mut p = SchedClassifier::from_pin(&program)?;
@@ -514,11 +508,7 @@ impl Loader {
     /// Deletes a clsact dispatcher's filter.
     fn remove_filter(d: &DispatcherRecord) -> Result<()> {
         let Some(f) = d.filter else { return Ok(()) };
-        let dir = if d.hook == Hook::TcIngress {
-            TcAttachType::Ingress
-        } else {
-            TcAttachType::Egress
-        };
+        let dir = tc_direction(d.hook);
         let interface = d.interface.clone();
         in_netns(d.netns.as_deref(), move || -> Result<()> {
             // Dropping the link detaches it: the filter goes.
@@ -577,17 +567,11 @@ impl Loader {
         let mut done = Vec::new();
         for mut d in self.state.dispatchers()? {
             if !d.program.exists() {
-                let programs = self.chain_links(
-                    &DispatcherRecord {
-                        slots: Vec::new(),
-                        ..d.clone()
-                    },
-                    None,
-                )?;
-                let mut programs = programs;
+                let mut programs = Vec::new();
                 for s in &d.slots {
                     if let Some(mut r) = self.state.get(s.program)? {
-                        r.links.retain(|l| !matches!(&l.attachment, Attachment::Dispatcher { key, .. } if *key == d.key));
+                        r.links
+                            .retain(|l| l.attachment.dispatcher_key() != Some(d.key.as_str()));
                         programs.push(r);
                     }
                 }
@@ -633,18 +617,12 @@ fn load_extension(
 ) -> Result<(u32, FdLink)> {
     let r = j.record;
     let bytes = sections::for_aya(j.object).context("cannot rename libbpf sections for aya")?;
-    let globals: Vec<(String, Vec<u8>)> = r
+    let globals = r
         .globals
         .iter()
-        .filter_map(|g| {
-            let (n, v) = g.split_once('=')?;
-            let bytes = (0..v.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(v.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()?;
-            Some((n.to_string(), bytes))
-        })
-        .collect();
+        .map(|g| parse_global(g))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("program {}'s recorded globals: {e}", r.id))?;
     let mut loader = EbpfLoader::new();
     loader.extension(&r.name);
     for (n, v) in &globals {
@@ -684,13 +662,7 @@ fn load_extension(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn object(name: &str) -> Vec<u8> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../testdata/bpf")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    use crate::sections::test_object as object;
 
     #[test]
     fn a_programs_own_run_config_is_read() {

@@ -122,31 +122,13 @@ struct LoadArgs {
     programs: Vec<String>,
     /// Set a global variable before loading: NAME=HEX (its exact size,
     /// in the object's byte order).
-    #[arg(long = "global", value_name = "NAME=HEX", value_parser = parse_global)]
+    #[arg(long = "global", value_name = "NAME=HEX", value_parser = crate::loader::parse_global)]
     globals: Vec<(String, Vec<u8>)>,
     /// Reuse the maps (by name) of a program already loaded.
     #[arg(long, value_name = "ID")]
     share_maps_with: Option<u32>,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
-}
-
-fn parse_global(s: &str) -> Result<(String, Vec<u8>), String> {
-    let (name, hex) = s
-        .split_once('=')
-        .ok_or_else(|| format!("'{s}' is not NAME=HEX"))?;
-    let hex = hex.strip_prefix("0x").unwrap_or(hex);
-    if name.is_empty() || hex.is_empty() || hex.len() % 2 != 0 {
-        return Err(format!(
-            "'{s}': the value must be an even number of hex digits"
-        ));
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| format!("'{s}': '{hex}' is not hex"))?;
-    Ok((name.to_string(), bytes))
 }
 
 #[derive(Debug, Args)]

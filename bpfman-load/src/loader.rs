@@ -604,7 +604,7 @@ impl Loader {
             .iter()
             .position(|l| l.id == link_id)
             .unwrap_or_default();
-        if let Attachment::Dispatcher { key, .. } = &record.links[pos].attachment {
+        if let Some(key) = record.links[pos].attachment.dispatcher_key() {
             let link = record.links[pos].clone();
             self.detach_chained(key, record.id)?;
             return Ok((record.id, link));
@@ -620,7 +620,7 @@ impl Loader {
     pub fn unload(&self, id: u32) -> Result<ProgramRecord> {
         let first = self.record(id)?;
         for l in &first.links {
-            if let Attachment::Dispatcher { key, .. } = &l.attachment {
+            if let Some(key) = l.attachment.dispatcher_key() {
                 self.detach_chained(key, id)?;
             }
         }
@@ -752,6 +752,26 @@ impl Pins {
             }
         }
     }
+}
+
+/// Parses `NAME=HEX` (an optional `0x` prefix; an even number of hex
+/// digits): what `--global` takes and what records keep.
+pub fn parse_global(s: &str) -> Result<(String, Vec<u8>), String> {
+    let (name, hex) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=HEX"))?;
+    let hex = hex.strip_prefix("0x").unwrap_or(hex);
+    if name.is_empty() || hex.is_empty() || hex.len() % 2 != 0 {
+        return Err(format!(
+            "'{s}': the value must be an even number of hex digits"
+        ));
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("'{s}': '{hex}' is not hex"))?;
+    Ok((name.to_string(), bytes))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -324,20 +324,21 @@ mod tests {
     }
 }
 
+/// A committed test object, for unit tests here and in `chain`.
+#[cfg(test)]
+pub(crate) fn test_object(name: &str) -> Vec<u8> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/bpf")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod objects {
-    use std::path::PathBuf;
-
     use aya_obj::{Object, ProgramSection as Aya};
 
+    use super::test_object as object;
     use super::*;
-
-    fn object(name: &str) -> Vec<u8> {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../testdata/bpf")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
 
     #[test]
     fn libbpf_tc_objects_parse_in_aya_after_rewriting() {

@@ -165,6 +165,16 @@ impl std::fmt::Display for Attachment {
     }
 }
 
+impl Attachment {
+    /// The dispatcher this attachment is a slot of, if it is one.
+    pub fn dispatcher_key(&self) -> Option<&str> {
+        match self {
+            Self::Dispatcher { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
 /// One link we created and pinned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRecord {
