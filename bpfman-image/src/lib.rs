@@ -13,11 +13,21 @@
 pub mod auth;
 pub mod buildargs;
 pub mod builder;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod content;
+#[cfg(feature = "frontend")]
+pub mod frontend;
 pub mod inspect;
 pub mod layout;
 pub mod reference;
 pub mod registry;
 pub mod signing;
 pub mod transfer;
+
+/// A current-thread async runtime, what every operation here runs on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

@@ -1,33 +1,73 @@
-//! The kernel side of the dispatchers: adding a program to a hook's chain,
-//! removing it, and finishing a change a crash interrupted. The protocol
-//! and the records are in [`crate::dispatcher`].
+//! Dispatcher chains: adding a program to a hook's chain, removing it, and
+//! finishing a change a crash interrupted. The protocol and the records
+//! are in [`crate::dispatcher`]; the kernel is reached only through
+//! [`Kernel`].
+//!
+//! A change is planned first ([`plan_add`], [`plan_remove`]: pure, which
+//! slots in which order, what is retired), then carried out by
+//! [`Chain::rebuild`]: pin the next revision, commit it with the old
+//! revision's pins marked retiring, swap it onto the hook, retire the old
+//! pins. Until the commit an [`Undo`] guard holds what was pinned and
+//! removes it if anything fails.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use aya::EbpfLoader;
-use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
-use aya::programs::tc::{
-    NlOptions, SchedClassifierLink, TcAttachOptions, TcAttachType, TcHandle, qdisc_add_clsact,
-};
-use aya::programs::xdp::XdpLink;
-use aya::programs::{Extension, ProgramError, ProgramFd, SchedClassifier, Xdp, XdpMode};
-use aya_obj::programs::XdpAttachType;
-use bpfman_image_spec::program::SectionKind;
+use serde::{Deserialize, Serialize};
 
-use crate::bpffs;
+use crate::bpffs::{self, Bpffs};
 use crate::dispatcher::{
-    self, DEFAULT_PRIORITY, DispatcherRecord, Hook, SLOTS, Slot, TcFilter, action_names, order,
+    self, ChainHook, DEFAULT_PRIORITY, DispatcherRecord, HookAttachment, SLOTS, Slot, action_names,
+    order,
 };
-use crate::loader::{Loader, Pins, fault, ifindex, in_netns, parse_global};
-use crate::probe;
+use crate::kernel::{ExtensionSpec, Feature, Interface, Kernel, Support, Undo, XdpMode, fault};
+use crate::loader::{parse_global, record};
 use crate::sections;
-use crate::state::{Attachment, LinkRecord, ProgramRecord};
+use crate::state::{Attachment, LinkRecord, ProgramRecord, State};
+
+/// The options of a dispatcher slot, as the CLI takes them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ChainArgs {
+    /// Lower runs first [default: the program's .xdp_run_config, else 50].
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Actions after which the next program runs, comma-separated [default:
+    /// the program's .xdp_run_config, else pass (XDP) or pipe,unspec (TC)].
+    #[arg(long, value_delimiter = ',', value_name = "ACTION,...")]
+    pub proceed_on: Vec<String>,
+}
+
+impl ChainArgs {
+    pub fn request(
+        &self,
+        hook: ChainHook,
+        interface: &str,
+        netns: Option<PathBuf>,
+        xdp_mode: XdpMode,
+        clsact: bool,
+    ) -> Result<ChainRequest> {
+        let proceed_on = if self.proceed_on.is_empty() {
+            None
+        } else {
+            Some(dispatcher::parse_actions(hook, &self.proceed_on).map_err(anyhow::Error::msg)?)
+        };
+        Ok(ChainRequest {
+            hook,
+            interface: interface.to_string(),
+            netns,
+            priority: self.priority,
+            proceed_on,
+            xdp_mode,
+            clsact,
+        })
+    }
+}
 
 /// Where a program goes in a dispatcher's chain.
 #[derive(Debug, Clone)]
 pub struct ChainRequest {
-    pub hook: Hook,
+    pub hook: ChainHook,
     pub interface: String,
     pub netns: Option<PathBuf>,
     /// Lower runs first; default: the program's `.xdp_run_config`, else 50.
@@ -41,14 +81,103 @@ pub struct ChainRequest {
     pub clsact: bool,
 }
 
-/// A program joining the chain: its object's bytes, to load it again as an
-/// extension.
-struct Joining<'a> {
-    record: &'a ProgramRecord,
-    object: &'a [u8],
+/// A program's slot in a dispatcher, as its link record shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotAttachment {
+    pub hook: ChainHook,
+    pub interface: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
+    pub priority: i32,
+    pub proceed_on: Vec<String>,
+    /// The dispatcher record's key.
+    pub key: String,
 }
 
-fn key(hook: Hook, netns: Option<&Path>, ifindex: u32) -> String {
+impl fmt::Display for SlotAttachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} dispatcher {}{} priority {} proceed-on {}",
+            self.hook.name(),
+            self.interface,
+            crate::attach::tc::in_ns(&self.netns),
+            self.priority,
+            self.proceed_on.join(",")
+        )
+    }
+}
+
+/// One change of a chain, decided before anything is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The next revision's slots, in run order.
+    pub slots: Vec<Slot>,
+    /// The pins the change retires once the new revision is on the hook.
+    pub retiring: Vec<PathBuf>,
+    /// The slot that leaves, if one does.
+    pub leaving: Option<Slot>,
+}
+
+/// The current revision's own pins: what any change retires.
+fn current_pins(current: &DispatcherRecord) -> Vec<PathBuf> {
+    if current.revision == 0 {
+        return Vec::new();
+    }
+    std::iter::once(current.program.clone())
+        .chain(current.freplace.iter().cloned())
+        .collect()
+}
+
+/// Adding `slot` to the chain `current` (none: a new chain).
+pub fn plan_add(current: Option<&DispatcherRecord>, slot: Slot, interface: &str) -> Result<Plan> {
+    let hook_name = current.map_or("", |c| c.hook.name());
+    let mut slots = current.map(|d| d.slots.clone()).unwrap_or_default();
+    if slots.iter().any(|s| s.program == slot.program) {
+        bail!(
+            "program {} is already in the {hook_name} dispatcher on {interface}",
+            slot.program
+        );
+    }
+    if slots.len() >= SLOTS {
+        bail!(
+            "the {hook_name} dispatcher on {interface} already holds {SLOTS} programs, its limit; detach one first (or use tcx, which has no such limit)"
+        );
+    }
+    slots.push(slot);
+    order(&mut slots);
+    Ok(Plan {
+        slots,
+        retiring: current.map(current_pins).unwrap_or_default(),
+        leaving: None,
+    })
+}
+
+/// Removing `program` from the chain `current`.
+pub fn plan_remove(current: &DispatcherRecord, program: u32) -> Result<Plan> {
+    let leaving = current
+        .slots
+        .iter()
+        .find(|s| s.program == program)
+        .cloned()
+        .ok_or_else(|| anyhow!("program {program} is not in dispatcher {}", current.key))?;
+    let slots = current
+        .slots
+        .iter()
+        .filter(|s| s.program != program)
+        .cloned()
+        .collect();
+    let mut retiring = current_pins(current);
+    retiring.push(leaving.ext.clone());
+    Ok(Plan {
+        slots,
+        retiring,
+        leaving: Some(leaving),
+    })
+}
+
+/// The dispatcher record's key: hook, namespace and interface index.
+pub fn key(hook: ChainHook, netns: Option<&Path>, ifindex: u32) -> String {
     let ns = netns.map_or_else(
         || "host".to_string(),
         |n| bpffs::pin_name(&n.display().to_string()),
@@ -58,7 +187,7 @@ fn key(hook: Hook, netns: Option<&Path>, ifindex: u32) -> String {
 
 /// The program's own `.xdp_run_config` (libxdp's BTF-defined
 /// `_<function>` struct: `priority` and one member per proceed-on action).
-fn run_config(hook: Hook, object: &[u8], name: &str) -> (Option<i32>, Option<u32>) {
+pub fn run_config(hook: ChainHook, object: &[u8], name: &str) -> (Option<i32>, Option<u32>) {
     let Ok(file) = bpfman_image_spec::elf::btf_struct_defs(object, ".xdp_run_config") else {
         return (None, None);
     };
@@ -71,7 +200,11 @@ fn run_config(hook: Hook, object: &[u8], name: &str) -> (Option<i32>, Option<u32
     for (action, ret) in hook.actions() {
         let upper = format!(
             "{}_{}",
-            if hook == Hook::Xdp { "XDP" } else { "TC_ACT" },
+            if hook == ChainHook::Xdp {
+                "XDP"
+            } else {
+                "TC_ACT"
+            },
             action.to_uppercase()
         );
         if def.get(&upper).is_some_and(|v| v != 0) {
@@ -82,77 +215,39 @@ fn run_config(hook: Hook, object: &[u8], name: &str) -> (Option<i32>, Option<u32
     (priority, any.then_some(bits))
 }
 
-/// The TC attach point of a TC hook.
-fn tc_direction(hook: Hook) -> TcAttachType {
-    if hook == Hook::TcIngress {
-        TcAttachType::Ingress
-    } else {
-        TcAttachType::Egress
-    }
+/// A program joining the chain: its record and the bytes it was loaded
+/// from, to load it again as an extension.
+#[derive(Debug, Clone, Copy)]
+pub struct Joining<'a> {
+    pub record: &'a ProgramRecord,
+    pub object: &'a [u8],
 }
 
-fn explain_ext(e: ProgramError, name: &str) -> anyhow::Error {
-    if let ProgramError::LoadError {
-        io_error,
-        verifier_log,
-    } = &e
-        && io_error.raw_os_error() == Some(1)
-        && format!("{verifier_log:?}").trim().is_empty()
-    {
-        return anyhow!(
-            "the kernel refused to load '{name}' as an extension program (BPF_PROG_TYPE_EXT, freplace): EPERM before the verifier ran, which is what kernel lockdown does. The multi-program dispatcher needs freplace (Linux 5.10+ without lockdown). On this kernel use what works: 'attach ID xdp --exclusive' (one XDP program owns the interface) or 'attach ID tcx' (tcx orders many TC programs natively, Linux 6.6+)."
-        );
-    }
-    probe::explain_load(e, SectionKind::Freplace, name)
+/// The dispatcher chains of one state root.
+#[derive(Debug)]
+pub struct Chain<'a, K: Kernel> {
+    kernel: &'a K,
+    state: &'a State,
+    fs: &'a Bpffs,
 }
 
-impl Loader {
-    /// Adds one of our programs to the dispatcher on a hook (making the
-    /// dispatcher if there is none). `object` is the bytes the program was
-    /// loaded from, verified again by the caller.
-    pub fn attach_chained(&self, id: u32, req: &ChainRequest, object: &[u8]) -> Result<LinkRecord> {
-        let record = self.record(id)?;
-        let fits = match req.hook {
-            Hook::Xdp => matches!(record.kind, SectionKind::Xdp | SectionKind::XdpFrags),
-            Hook::TcIngress | Hook::TcEgress => matches!(
-                record.kind,
-                SectionKind::Tc | SectionKind::TcxIngress | SectionKind::TcxEgress
-            ),
-        };
-        if !fits {
-            bail!(
-                "program {id} ({}) is of type {}; it cannot join the {} dispatcher",
-                record.name,
-                crate::loader::kind_name(record.kind),
-                req.hook.name()
-            );
-        }
-        // TC: tcx where the kernel has it, clsact + cls_bpf otherwise.
-        let clsact = req.hook != Hook::Xdp && (req.clsact || probe::tcx().is_err());
-        let netns = req.netns.as_deref();
-        let ifindex = in_netns(netns, || ifindex(&req.interface, netns))?;
-        let key = key(req.hook, netns, ifindex);
+impl<'a, K: Kernel> Chain<'a, K> {
+    pub fn new(kernel: &'a K, state: &'a State, fs: &'a Bpffs) -> Self {
+        Self { kernel, state, fs }
+    }
+
+    /// Adds a program to the dispatcher on a hook (making the dispatcher
+    /// if there is none).
+    pub fn add(&self, req: &ChainRequest, joining: Joining<'_>) -> Result<LinkRecord> {
+        let k = self.kernel;
+        let record = joining.record;
+        let id = record.id;
+        let at = k.interface(&req.interface, req.netns.as_deref())?;
+        let key = key(req.hook, req.netns.as_deref(), at.ifindex);
         let current = self.state.dispatcher(&key)?;
-        let mut slots = current
-            .as_ref()
-            .map(|d| d.slots.clone())
-            .unwrap_or_default();
-        if slots.iter().any(|s| s.program == id) {
-            bail!(
-                "program {id} is already in the {} dispatcher on {}",
-                req.hook.name(),
-                req.interface
-            );
-        }
-        if slots.len() >= SLOTS {
-            bail!(
-                "the {} dispatcher on {} already holds {SLOTS} programs, its limit; detach one first (or use tcx, which has no such limit)",
-                req.hook.name(),
-                req.interface
-            );
-        }
-        let (own_priority, own_actions) = run_config(req.hook, object, &record.name);
-        slots.push(Slot {
+        let (own_priority, own_actions) = run_config(req.hook, joining.object, &record.name);
+        let dir = self.fs.dispatcher(&key);
+        let slot = Slot {
             program: id,
             name: record.name.clone(),
             priority: req.priority.or(own_priority).unwrap_or(DEFAULT_PRIORITY),
@@ -160,35 +255,40 @@ impl Loader {
                 .proceed_on
                 .or(own_actions)
                 .unwrap_or_else(|| req.hook.default_proceed_on()),
-            ext: self.fs.dispatcher(&key).join(format!("ext-{id}")),
+            ext: dir.join(format!("ext-{id}")),
             ext_id: 0,
-        });
-        order(&mut slots);
-        let base = current.unwrap_or_else(|| DispatcherRecord {
-            key: key.clone(),
-            hook: req.hook,
-            interface: req.interface.clone(),
-            ifindex,
-            netns: req.netns.clone(),
-            revision: 0,
-            program: PathBuf::new(),
-            program_id: 0,
-            link: self.fs.dispatcher(&key).join("link"),
-            link_id: 0,
-            slots: Vec::new(),
-            freplace: Vec::new(),
-            retiring: Vec::new(),
-            clsact,
-            filter: None,
-        });
-        let joining = Joining {
-            record: &record,
-            object,
         };
-        let done = self.rebuild(&base, slots, Some(&joining), None, req.xdp_mode)?;
-        let done = done.ok_or_else(|| anyhow!("the dispatcher vanished while adding to it"))?;
-        let updated = self.record(id)?;
-        updated
+        let base = current.unwrap_or_else(|| {
+            // TC: tcx where the kernel has it, clsact + cls_bpf otherwise.
+            let clsact =
+                req.hook != ChainHook::Xdp && (req.clsact || k.probe(Feature::Tcx) == Support::No);
+            DispatcherRecord {
+                key: key.clone(),
+                hook: req.hook,
+                interface: req.interface.clone(),
+                ifindex: at.ifindex,
+                netns: req.netns.clone(),
+                revision: 0,
+                program: PathBuf::new(),
+                program_id: 0,
+                attachment: if clsact {
+                    HookAttachment::Clsact { filter: None }
+                } else {
+                    HookAttachment::Link {
+                        pin: dir.join("link"),
+                        id: 0,
+                    }
+                },
+                slots: Vec::new(),
+                freplace: Vec::new(),
+                retiring: Vec::new(),
+            }
+        });
+        let plan = plan_add(Some(&base), slot, &req.interface)?;
+        let done = self
+            .rebuild(&base, plan, Some(joining), req.xdp_mode)?
+            .ok_or_else(|| anyhow!("the dispatcher vanished while adding to it"))?;
+        record_of(self.state, id)?
             .links
             .into_iter()
             .find(|l| l.attachment.dispatcher_key() == Some(done.key.as_str()))
@@ -197,152 +297,136 @@ impl Loader {
 
     /// Removes a program from the dispatcher `key`; the last one out takes
     /// the dispatcher with it, leaving the hook clean.
-    pub fn detach_chained(&self, key: &str, program: u32) -> Result<()> {
+    pub fn remove(&self, key: &str, program: u32) -> Result<()> {
         let current = self
             .state
             .dispatcher(key)?
             .ok_or_else(|| anyhow!("no dispatcher {key} in the state"))?;
-        let removed = current
-            .slots
-            .iter()
-            .find(|s| s.program == program)
-            .cloned()
-            .ok_or_else(|| anyhow!("program {program} is not in dispatcher {key}"))?;
-        let slots: Vec<Slot> = current
-            .slots
-            .iter()
-            .filter(|s| s.program != program)
-            .cloned()
-            .collect();
-        self.rebuild(&current, slots, None, Some(&removed), XdpMode::Default)?;
+        let plan = plan_remove(&current, program)?;
+        self.rebuild(&current, plan, None, XdpMode::Default)?;
         Ok(())
     }
 
-    /// Builds the next revision of a dispatcher with `slots` (in order),
-    /// commits it, swaps it in, and retires the old one. With no slots, the
-    /// dispatcher goes.
-    fn rebuild(
+    /// The hook a dispatcher is on, for the kernel.
+    fn interface(d: &DispatcherRecord) -> Interface {
+        Interface {
+            name: d.interface.clone(),
+            ifindex: d.ifindex,
+            netns: d.netns.clone(),
+        }
+    }
+
+    /// Builds the next revision of a dispatcher with the plan's slots,
+    /// commits it, swaps it in, and retires the old one. With no slots,
+    /// the dispatcher goes.
+    pub fn rebuild(
         &self,
         current: &DispatcherRecord,
-        slots: Vec<Slot>,
-        joining: Option<&Joining<'_>>,
-        leaving: Option<&Slot>,
+        plan: Plan,
+        joining: Option<Joining<'_>>,
         mode: XdpMode,
     ) -> Result<Option<DispatcherRecord>> {
-        let old_pins: Vec<PathBuf> = if current.revision == 0 {
-            Vec::new()
-        } else {
-            std::iter::once(current.program.clone())
-                .chain(current.freplace.iter().cloned())
-                .chain(leaving.map(|s| s.ext.clone()))
-                .collect()
-        };
-        if slots.is_empty() {
-            return self.tear_down(current, leaving).map(|()| None);
+        let k = self.kernel;
+        if plan.slots.is_empty() {
+            return self
+                .tear_down(current, plan.leaving.as_ref())
+                .map(|()| None);
         }
         let hook = current.hook;
         let revision = current.revision + 1;
-        let dir = current
-            .link
-            .parent()
-            .ok_or_else(|| anyhow!("bad dispatcher pin path"))?
-            .join(format!("rev-{revision}"));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create '{}'", dir.display()))?;
-        let mut pins = Pins::default();
-        let built = (|| -> Result<DispatcherRecord> {
-            let cfg = dispatcher::Config::for_slots(hook, &slots).encode();
-            let mut ebpf = EbpfLoader::new()
-                .override_global("conf", cfg.as_slice(), true)
-                .load(hook.object())
-                .context("cannot load the dispatcher object")?;
-            let prog = ebpf
-                .program_mut(hook.program())
-                .ok_or_else(|| anyhow!("the dispatcher object lacks {}", hook.program()))?;
-            match prog {
-                aya::programs::Program::Xdp(p) => p.load(),
-                aya::programs::Program::SchedClassifier(p) => p.load(),
-                _ => bail!("the dispatcher object has the wrong program type"),
-            }
-            .map_err(|e| probe::explain_load(e, SectionKind::Xdp, hook.program()))?;
-            let program_pin = dir.join("dispatcher");
-            prog.pin(&program_pin)
-                .context("cannot pin the dispatcher")?;
-            pins.0.push(program_pin.clone());
-            let program_id = prog.info()?.id();
-            let target: ProgramFd = prog.fd()?.try_clone()?;
+        let top = self.fs.dispatcher(&current.key);
+        let dir = top.join(format!("rev-{revision}"));
+        let mut undo = Undo::new(k);
+        k.create_dir(&dir)?;
+        undo.dir(&top);
+        let cfg = dispatcher::Config::for_slots(hook, &plan.slots).encode();
+        let program = dir.join("dispatcher");
+        let loaded = k.load_dispatcher(hook, &cfg, &program)?;
+        undo.pin(&program);
 
-            let mut slots = slots.clone();
-            let mut freplace = Vec::new();
-            for (i, slot) in slots.iter_mut().enumerate() {
-                let func = format!("prog{i}");
-                let link = match joining {
-                    Some(j) if j.record.id == slot.program => {
-                        let (ext_id, link) = load_extension(j, &target, &func, &slot.ext)?;
-                        pins.0.push(slot.ext.clone());
-                        slot.ext_id = ext_id;
-                        link
-                    }
-                    _ => {
-                        let mut ext = Extension::from_pin(&slot.ext).with_context(|| {
+        let mut slots = plan.slots;
+        let mut freplace = Vec::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let link = dir.join(format!("slot{i}"));
+            match joining {
+                Some(j) if j.record.id == slot.program => {
+                    let bytes = sections::for_aya(j.object)
+                        .context("cannot rename libbpf sections for aya")?;
+                    let globals = j
+                        .record
+                        .globals
+                        .iter()
+                        .map(|g| parse_global(g))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| anyhow!("program {}'s recorded globals: {e}", j.record.id))?;
+                    let maps: Vec<(String, PathBuf)> = j
+                        .record
+                        .maps
+                        .iter()
+                        .map(|m| (m.name.clone(), m.pin.clone()))
+                        .collect();
+                    let spec = ExtensionSpec {
+                        bytes: &bytes,
+                        name: &j.record.name,
+                        globals: &globals,
+                        maps: &maps,
+                    };
+                    let ext = k.load_extension(hook, &spec, &program, i, &slot.ext, &link)?;
+                    undo.pin(&slot.ext);
+                    slot.ext_id = ext.id;
+                }
+                _ => {
+                    k.attach_extension(hook, &slot.ext, &program, i, &link)
+                        .with_context(|| {
                             format!(
-                                "cannot open the extension of program {} ('{}')",
-                                slot.program,
-                                slot.ext.display()
-                            )
-                        })?;
-                        let link = ext.attach_to_program(&target, &func).with_context(|| {
-                            format!(
-                                "cannot attach program {} to {func} of the new dispatcher",
+                                "cannot attach program {} to prog{i} of the new dispatcher",
                                 slot.program
                             )
                         })?;
-                        FdLink::from(ext.take_link(link)?)
-                    }
-                };
-                let pin = dir.join(format!("slot{i}"));
-                link.pin(&pin)
-                    .with_context(|| format!("cannot pin '{}'", pin.display()))?;
-                pins.0.push(pin.clone());
-                freplace.push(pin);
+                }
             }
-            Ok(DispatcherRecord {
-                revision,
-                program: program_pin,
-                program_id,
-                slots,
-                freplace,
-                retiring: old_pins.clone(),
-                ..current.clone()
-            })
-        })();
-        let mut next = match built {
-            Ok(n) => n,
-            Err(e) => {
-                pins.undo();
-                let _ = std::fs::remove_dir(&dir);
-                return Err(e);
-            }
+            undo.pin(&link);
+            freplace.push(link);
+        }
+        let mut next = DispatcherRecord {
+            revision,
+            program,
+            program_id: loaded.id,
+            slots,
+            freplace,
+            retiring: plan.retiring,
+            ..current.clone()
         };
         fault("dispatcher:built");
-        let programs = self.chain_links(&next, leaving)?;
-        if let Err(e) = self.state.commit(&programs, &next.key, Some(&next)) {
-            pins.undo();
-            let _ = std::fs::remove_dir(&dir);
-            return Err(e.into());
-        }
+        let programs = self.chain_links(&next, plan.leaving.as_ref())?;
+        self.state.commit(&programs, &next.key, Some(&next))?;
         fault("dispatcher:committed");
         if let Err(e) = self.swap(&mut next, mode) {
-            // Put the old chain's record back; the hook still runs it.
-            let restore = self.chain_links(current, None)?;
+            // Put the old chain's records back, the joining program's
+            // without its slot; the hook still runs the old chain.
+            let joined = joining
+                .and_then(|j| next.slots.iter().find(|s| s.program == j.record.id))
+                .cloned();
+            let restore = self.chain_links(current, joined.as_ref())?;
             let back = (current.revision > 0).then_some(current);
-            self.state.commit(&restore, &current.key, back)?;
-            pins.undo();
-            let _ = std::fs::remove_dir(&dir);
+            if let Err(re) = self.state.commit(&restore, &current.key, back) {
+                // The state still names the new revision: keep its pins
+                // for reconciliation to finish the change.
+                undo.commit();
+                return Err(e.context(format!("and the old chain's record: {re}")));
+            }
             return Err(e);
         }
+        undo.commit();
         fault("dispatcher:swapped");
-        self.retire(&mut next)?;
+        // The change is made; the old revision's pins stay listed as
+        // retiring until they are gone, so the next run finishes this.
+        if let Err(e) = self.retire(&mut next) {
+            tracing::warn!(
+                "the old revision of dispatcher {} stays until the next run: {e:#}",
+                next.key
+            );
+        }
         Ok(Some(next))
     }
 
@@ -355,7 +439,7 @@ impl Loader {
     ) -> Result<Vec<ProgramRecord>> {
         let mut out = Vec::new();
         for (i, slot) in d.slots.iter().enumerate() {
-            let mut r = self.record(slot.program)?;
+            let mut r = record_of(self.state, slot.program)?;
             r.links
                 .retain(|l| l.attachment.dispatcher_key() != Some(d.key.as_str()));
             // The id users see is the extension program's: it stays the
@@ -364,7 +448,7 @@ impl Loader {
             r.links.push(LinkRecord {
                 id: slot.ext_id,
                 pin: d.freplace[i].clone(),
-                attachment: Attachment::Dispatcher {
+                attachment: Attachment::Dispatcher(SlotAttachment {
                     hook: d.hook,
                     interface: d.interface.clone(),
                     netns: d.netns.clone(),
@@ -374,7 +458,7 @@ impl Loader {
                         .map(String::from)
                         .collect(),
                     key: d.key.clone(),
-                },
+                }),
                 attached_at: crate::cache::now(),
             });
             out.push(r);
@@ -389,156 +473,54 @@ impl Loader {
         Ok(out)
     }
 
-    /// Points the hook at `d`'s dispatcher: one BPF_LINK_UPDATE on the
-    /// existing link, or a new link (pinned) for a new dispatcher.
+    /// Points the hook at `d`'s dispatcher: one update of the existing
+    /// link or filter (atomic for traffic), or a new one for a new
+    /// dispatcher, recorded at once.
     fn swap(&self, d: &mut DispatcherRecord, mode: XdpMode) -> Result<()> {
-        if d.clsact {
-            return self.swap_clsact(d);
-        }
-        if d.link.exists() {
-            let link =
-                FdLink::from(PinnedLink::from_pin(&d.link).context("cannot open the hook's link")?);
-            match d.hook {
-                Hook::Xdp => {
-                    let mut p = Xdp::from_pin(&d.program, XdpAttachType::Interface)?;
-                    p.attach_to_link(XdpLink::try_from(link)?)
-                        .context("cannot swap the XDP dispatcher")?;
-                }
-                Hook::TcIngress | Hook::TcEgress => {
-                    let mut p = SchedClassifier::from_pin(&d.program)?;
-                    p.attach_to_link(SchedClassifierLink::try_from(link)?)
-                        .context("cannot swap the TC dispatcher")?;
+        let k = self.kernel;
+        let at = Self::interface(d);
+        match &d.attachment {
+            HookAttachment::Link { pin, .. } if k.is_pinned(pin) => {
+                k.update_link(d.hook, pin, &d.program)?;
+            }
+            HookAttachment::Link { pin, .. } => {
+                let pin = pin.clone();
+                let id = k.attach_dispatcher(d.hook, &d.program, &at, mode, &pin)?;
+                let mut undo = Undo::new(k);
+                undo.pin(&pin);
+                d.attachment = HookAttachment::Link { pin, id };
+                self.state.commit(&[], &d.key, Some(d))?;
+                undo.commit();
+            }
+            HookAttachment::Clsact { filter } => {
+                let existing = *filter;
+                let made = k.clsact_attach(d.hook, &d.program, &at, existing)?;
+                if existing != Some(made) {
+                    d.attachment = HookAttachment::Clsact { filter: Some(made) };
+                    self.state.commit(&[], &d.key, Some(d))?;
                 }
             }
-            return Ok(());
-        }
-        let netns = d.netns.clone();
-        let (program, interface, ifindex, hook) =
-            (d.program.clone(), d.interface.clone(), d.ifindex, d.hook);
-        let link = in_netns(netns.as_deref(), move || -> Result<FdLink> {
-            match hook {
-                Hook::Xdp => {
-                    let mut p = Xdp::from_pin(&program, XdpAttachType::Interface)?;
-                    let id = p
-                        .attach_to_if_index(ifindex, mode)
-                        .map_err(|e| anyhow!(e).context(format!("cannot attach the XDP dispatcher to {interface} (another XDP program owns it?)")))?;
-                    FdLink::try_from(p.take_link(id)?)
-                        .map_err(|_| anyhow!("no XDP bpf_link on this kernel (Linux 5.9+)"))
-                }
-                Hook::TcIngress | Hook::TcEgress => {
-                    let mut p = SchedClassifier::from_pin(&program)?;
-                    let dir = tc_direction(hook);
-                    let id = p
-                        .attach_with_options(
-                            &interface,
-                            dir,
-                            TcAttachOptions::TcxOrder(LinkOrder::last()),
-                        )
-                        .with_context(|| {
-                            format!("cannot attach the TC dispatcher to {interface}")
-                        })?;
-                    FdLink::try_from(p.take_link(id)?)
-                        .map_err(|_| anyhow!("the kernel did not give a tcx link"))
-                }
-            }
-        })?;
-        d.link_id = link.info()?.id();
-        if let Some(parent) = d.link.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        link.pin(&d.link).context("cannot pin the hook's link")?;
-        self.state.commit(&[], &d.key, Some(d))?;
-        Ok(())
-    }
-
-    /// The classic TC path: the first dispatcher gets a clsact qdisc (if
-    /// the interface has none) and a cls_bpf filter in direct-action mode;
-    /// later ones replace that filter's program in place (one netlink
-    /// request, atomic for traffic). Netlink works per namespace, so this
-    /// runs in the interface's.
-    fn swap_clsact(&self, d: &mut DispatcherRecord) -> Result<()> {
-        let dir = tc_direction(d.hook);
-        let (program, interface, filter) = (d.program.clone(), d.interface.clone(), d.filter);
-        let made = in_netns(d.netns.as_deref(), move || -> Result<TcFilter> {
-            let mut p = SchedClassifier::from_pin(&program)?;
-            let id = match filter {
-                Some(f) => {
-                    let link = SchedClassifierLink::attached(
-                        &interface,
-                        dir,
-                        f.priority,
-                        TcHandle::from(f.handle),
-                        None,
-                    )?;
-                    p.attach_to_link(link)
-                        .context("cannot replace the TC dispatcher's cls_bpf filter")?
-                }
-                None => {
-                    if let Err(e) = qdisc_add_clsact(&interface) {
-                        // EEXIST: the interface has its clsact already.
-                        tracing::debug!("clsact on {interface}: {e}");
-                    }
-                    p.attach_with_options(
-                        &interface,
-                        dir,
-                        TcAttachOptions::Netlink(NlOptions::default()),
-                    )
-                    .with_context(|| {
-                        format!("cannot add the TC dispatcher's filter to {interface}")
-                    })?
-                }
-            };
-            let link = p.take_link(id)?;
-            let made = TcFilter {
-                priority: link.priority()?,
-                handle: link.handle()?.into(),
-            };
-            // Dropping the link would delete the filter: it must outlive
-            // us, held by the kernel alone.
-            std::mem::forget(link);
-            Ok(made)
-        })?;
-        if d.filter != Some(made) {
-            d.filter = Some(made);
-            self.state.commit(&[], &d.key, Some(d))?;
         }
         Ok(())
-    }
-
-    /// Deletes a clsact dispatcher's filter.
-    fn remove_filter(d: &DispatcherRecord) -> Result<()> {
-        let Some(f) = d.filter else { return Ok(()) };
-        let dir = tc_direction(d.hook);
-        let interface = d.interface.clone();
-        in_netns(d.netns.as_deref(), move || -> Result<()> {
-            // Dropping the link detaches it: the filter goes.
-            let _link = SchedClassifierLink::attached(
-                &interface,
-                dir,
-                f.priority,
-                TcHandle::from(f.handle),
-                None,
-            )
-            .with_context(|| format!("cannot find {interface} to remove the TC dispatcher"))?;
-            Ok(())
-        })
     }
 
     /// Removes the pins of the replaced revision.
     fn retire(&self, d: &mut DispatcherRecord) -> Result<()> {
         for p in d.retiring.drain(..) {
-            bpffs::unpin(&p)?;
+            self.kernel.unpin(&p)?;
             if let Some(dir) = p.parent() {
-                let _ = std::fs::remove_dir(dir);
+                self.kernel.remove_empty_dirs(dir);
             }
         }
         self.state.commit(&[], &d.key, Some(d))?;
         Ok(())
     }
 
-    /// The last program left: the record goes (commit), then every pin,
-    /// the hook's link first, which takes the dispatcher off the hook.
+    /// The last program left: the record goes (commit), then the hook's
+    /// filter or link (which takes the dispatcher off the hook), then
+    /// every other pin.
     fn tear_down(&self, d: &DispatcherRecord, leaving: Option<&Slot>) -> Result<()> {
+        let k = self.kernel;
         let programs = self.chain_links(
             &DispatcherRecord {
                 slots: Vec::new(),
@@ -547,15 +529,16 @@ impl Loader {
             leaving,
         )?;
         self.state.commit(&programs, &d.key, None)?;
-        if d.clsact {
-            Self::remove_filter(d)?;
+        if let HookAttachment::Clsact {
+            filter: Some(filter),
+        } = d.attachment
+        {
+            k.clsact_detach(d.hook, &Self::interface(d), filter)?;
         }
         for p in d.pins().chain(leaving.map(|s| &s.ext)) {
-            bpffs::unpin(p)?;
+            k.unpin(p)?;
         }
-        if let Some(dir) = d.link.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        k.remove_empty_dirs(&self.fs.dispatcher(&d.key));
         Ok(())
     }
 
@@ -563,10 +546,11 @@ impl Loader {
     /// or cleanup did not happen is swapped in and its old pins go; a
     /// dispatcher whose pins are gone (reboot) is forgotten. Returns what
     /// it did, for the report.
-    pub(crate) fn reconcile_dispatchers(&self) -> Result<Vec<String>> {
+    pub fn reconcile(&self) -> Result<Vec<String>> {
+        let k = self.kernel;
         let mut done = Vec::new();
         for mut d in self.state.dispatchers()? {
-            if !d.program.exists() {
+            if !k.is_pinned(&d.program) {
                 let mut programs = Vec::new();
                 for s in &d.slots {
                     if let Some(mut r) = self.state.get(s.program)? {
@@ -577,7 +561,7 @@ impl Loader {
                 }
                 self.state.commit(&programs, &d.key, None)?;
                 for p in d.pins() {
-                    bpffs::unpin(p)?;
+                    k.unpin(p)?;
                 }
                 done.push(format!(
                     "the {} dispatcher on {} vanished (its pin is gone); forgotten",
@@ -586,10 +570,9 @@ impl Loader {
                 ));
                 continue;
             }
-            let unattached = if d.clsact {
-                d.filter.is_none()
-            } else {
-                !d.link.exists()
+            let unattached = match &d.attachment {
+                HookAttachment::Link { pin, .. } => !k.is_pinned(pin),
+                HookAttachment::Clsact { filter } => filter.is_none(),
             };
             if !d.retiring.is_empty() || unattached {
                 self.swap(&mut d, XdpMode::Default)?;
@@ -606,57 +589,8 @@ impl Loader {
     }
 }
 
-/// Loads the joining program again as an extension replacing `func` of
-/// `target`, sharing the maps of the program the user loaded, pins it at
-/// `pin`, and attaches it. Returns its id and the freplace link.
-fn load_extension(
-    j: &Joining<'_>,
-    target: &ProgramFd,
-    func: &str,
-    pin: &Path,
-) -> Result<(u32, FdLink)> {
-    let r = j.record;
-    let bytes = sections::for_aya(j.object).context("cannot rename libbpf sections for aya")?;
-    let globals = r
-        .globals
-        .iter()
-        .map(|g| parse_global(g))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("program {}'s recorded globals: {e}", r.id))?;
-    let mut loader = EbpfLoader::new();
-    loader.extension(&r.name);
-    for (n, v) in &globals {
-        loader.override_global(n, v.as_slice(), true);
-    }
-    // The user's maps, so the extension counts where the program does.
-    // Internal maps (.rodata, .bss) are the extension's own, with the same
-    // globals.
-    for m in r.maps.iter().filter(|m| !m.name.starts_with('.')) {
-        loader.map_pin_path(&m.name, m.pin.as_path());
-    }
-    let mut ebpf = loader
-        .load(&bytes)
-        .context("cannot load the program's object again")?;
-    let ext: &mut Extension = ebpf
-        .program_mut(&r.name)
-        .ok_or_else(|| anyhow!("program {} is not in its object any more", r.name))?
-        .try_into()?;
-    ext.load(target.try_clone()?, func)
-        .map_err(|e| explain_ext(e, &r.name))?;
-    if let Some(parent) = pin.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    ext.pin(pin).context("cannot pin the extension")?;
-    let id = ext.info()?.id();
-    let link = ext.attach();
-    let link = match link {
-        Ok(l) => FdLink::from(ext.take_link(l)?),
-        Err(e) => {
-            let _ = bpffs::unpin(pin);
-            return Err(anyhow!(e).context("cannot attach the extension"));
-        }
-    };
-    Ok((id, link))
+fn record_of(state: &State, id: u32) -> Result<ProgramRecord> {
+    record(state, id)
 }
 
 #[cfg(test)]
@@ -668,27 +602,27 @@ mod tests {
     fn a_programs_own_run_config_is_read() {
         for name in ["xdp_run_config.bpfel.o", "xdp_run_config.bpfeb.o"] {
             let obj = object(name);
-            let (priority, actions) = run_config(Hook::Xdp, &obj, "xdp_first");
+            let (priority, actions) = run_config(ChainHook::Xdp, &obj, "xdp_first");
             assert_eq!(priority, Some(5), "{name}");
             assert_eq!(
-                actions.map(|a| action_names(Hook::Xdp, a)),
+                actions.map(|a| action_names(ChainHook::Xdp, a)),
                 Some(vec!["drop", "pass"]),
                 "{name}"
             );
             // Another function's config is not this one's.
-            assert_eq!(run_config(Hook::Xdp, &obj, "other"), (None, None));
+            assert_eq!(run_config(ChainHook::Xdp, &obj, "other"), (None, None));
         }
         assert_eq!(
-            run_config(Hook::Xdp, &object("xdp_counter.bpfel.o"), "xdp_stats"),
+            run_config(ChainHook::Xdp, &object("xdp_counter.bpfel.o"), "xdp_stats"),
             (None, None)
         );
     }
 
     #[test]
     fn keys_name_hook_namespace_and_interface() {
-        assert_eq!(key(Hook::Xdp, None, 3), "xdp-host-3");
+        assert_eq!(key(ChainHook::Xdp, None, 3), "xdp-host-3");
         assert_eq!(
-            key(Hook::TcEgress, Some(Path::new("/run/netns/a.b")), 7),
+            key(ChainHook::TcEgress, Some(Path::new("/run/netns/a.b")), 7),
             "tc-egress-_run_netns_a_b-7"
         );
     }

@@ -43,13 +43,13 @@ const TC_OBJECT: &[u8] = include_bytes!("../dispatchers/tc_dispatcher.bpfeb.o");
 /// The hooks a dispatcher serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Hook {
+pub enum ChainHook {
     Xdp,
     TcIngress,
     TcEgress,
 }
 
-impl Hook {
+impl ChainHook {
     pub fn name(self) -> &'static str {
         match self {
             Self::Xdp => "xdp",
@@ -117,17 +117,17 @@ impl Hook {
 
 /// The bit a return value sets in chain_call_actions: XDP actions are
 /// bit `ret`; TC's start at TC_ACT_UNSPEC = -1, so bit `ret + 1`.
-pub fn action_bit(hook: Hook, ret: i32) -> u32 {
+pub fn action_bit(hook: ChainHook, ret: i32) -> u32 {
     let bit = match hook {
-        Hook::Xdp => ret,
-        Hook::TcIngress | Hook::TcEgress => ret + 1,
+        ChainHook::Xdp => ret,
+        ChainHook::TcIngress | ChainHook::TcEgress => ret + 1,
     };
     1u32.checked_shl(u32::try_from(bit).unwrap_or(u32::MAX))
         .unwrap_or(0)
 }
 
 /// Parses proceed-on action names (`pass,drop`) into a bitmap.
-pub fn parse_actions(hook: Hook, names: &[String]) -> Result<u32, String> {
+pub fn parse_actions(hook: ChainHook, names: &[String]) -> Result<u32, String> {
     let mut bits = 0;
     for n in names {
         let Some(&(_, ret)) = hook.actions().iter().find(|(a, _)| a == n) else {
@@ -144,7 +144,7 @@ pub fn parse_actions(hook: Hook, names: &[String]) -> Result<u32, String> {
 }
 
 /// The names of the actions in a bitmap.
-pub fn action_names(hook: Hook, bits: u32) -> Vec<&'static str> {
+pub fn action_names(hook: ChainHook, bits: u32) -> Vec<&'static str> {
     hook.actions()
         .iter()
         .filter(|(_, ret)| bits & action_bit(hook, *ret) != 0)
@@ -181,7 +181,7 @@ impl Config {
     ];
 
     /// The configuration for `slots`, in run order.
-    pub fn for_slots(hook: Hook, slots: &[Slot]) -> Self {
+    pub fn for_slots(hook: ChainHook, slots: &[Slot]) -> Self {
         let mut c = Self {
             magic: hook.magic(),
             dispatcher_version: VERSION,
@@ -243,9 +243,10 @@ pub fn order(slots: &mut [Slot]) {
 
 /// One dispatcher on one hook of one interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredDispatcher")]
 pub struct DispatcherRecord {
     pub key: String,
-    pub hook: Hook,
+    pub hook: ChainHook,
     pub interface: String,
     pub ifindex: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,22 +256,97 @@ pub struct DispatcherRecord {
     /// This revision's dispatcher program.
     pub program: PathBuf,
     pub program_id: u32,
-    /// The hook's link (XDP or tcx), updated in place by every swap.
-    pub link: PathBuf,
-    pub link_id: u32,
+    /// How the dispatcher sits on its hook.
+    pub attachment: HookAttachment,
     /// In run order; `freplace[i]` attaches `slots[i]`.
     pub slots: Vec<Slot>,
     pub freplace: Vec<PathBuf>,
     /// Pins of the revision being replaced: removed once the swap is done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring: Vec<PathBuf>,
-    /// A TC dispatcher attached the classic way (clsact qdisc + cls_bpf
-    /// filter, for kernels without tcx): no link to pin; the filter,
-    /// once made, is replaced in place by netlink.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub clsact: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<TcFilter>,
+}
+
+/// How a dispatcher is attached to its hook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum HookAttachment {
+    /// A bpf_link (XDP, or tcx for TC), pinned, and pointed at each new
+    /// revision by `BPF_LINK_UPDATE`; `id` is 0 until it is made.
+    Link { pin: PathBuf, id: u32 },
+    /// Classic TC, for kernels without tcx: a cls_bpf filter under the
+    /// clsact qdisc, nothing to pin; once made, its program is replaced in
+    /// place by netlink.
+    Clsact {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<TcFilter>,
+    },
+}
+
+impl HookAttachment {
+    /// The pin this attachment holds, if it has one.
+    pub fn pin(&self) -> Option<&PathBuf> {
+        match self {
+            Self::Link { pin, .. } => Some(pin),
+            Self::Clsact { .. } => None,
+        }
+    }
+}
+
+/// A dispatcher record as stored, in this layout (`attachment`) or in
+/// the older flat one (`link`, `link_id`, `clsact`, `filter`), so state
+/// written before the change still reads.
+#[derive(Deserialize)]
+struct StoredDispatcher {
+    key: String,
+    hook: ChainHook,
+    interface: String,
+    ifindex: u32,
+    #[serde(default)]
+    netns: Option<PathBuf>,
+    revision: u64,
+    program: PathBuf,
+    program_id: u32,
+    #[serde(default)]
+    attachment: Option<HookAttachment>,
+    #[serde(default)]
+    link: Option<PathBuf>,
+    #[serde(default)]
+    link_id: u32,
+    #[serde(default)]
+    clsact: bool,
+    #[serde(default)]
+    filter: Option<TcFilter>,
+    slots: Vec<Slot>,
+    freplace: Vec<PathBuf>,
+    #[serde(default)]
+    retiring: Vec<PathBuf>,
+}
+
+impl From<StoredDispatcher> for DispatcherRecord {
+    fn from(s: StoredDispatcher) -> Self {
+        let attachment = match (s.attachment, s.clsact, s.link) {
+            (Some(a), _, _) => a,
+            (None, true, _) => HookAttachment::Clsact { filter: s.filter },
+            (None, false, link) => HookAttachment::Link {
+                pin: link.unwrap_or_default(),
+                id: s.link_id,
+            },
+        };
+        Self {
+            key: s.key,
+            hook: s.hook,
+            interface: s.interface,
+            ifindex: s.ifindex,
+            netns: s.netns,
+            revision: s.revision,
+            program: s.program,
+            program_id: s.program_id,
+            attachment,
+            slots: s.slots,
+            freplace: s.freplace,
+            retiring: s.retiring,
+        }
+    }
 }
 
 /// A cls_bpf filter: what netlink needs to replace or delete it.
@@ -282,8 +358,8 @@ pub struct TcFilter {
 
 impl DispatcherRecord {
     pub fn pins(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.program, &self.link]
-            .into_iter()
+        std::iter::once(&self.program)
+            .chain(self.attachment.pin())
             .chain(self.slots.iter().map(|s| &s.ext))
             .chain(&self.freplace)
             .chain(&self.retiring)
@@ -314,7 +390,10 @@ mod tests {
     /// describes it, in both objects.
     #[test]
     fn config_encoding_matches_the_c_header() {
-        for (hook, obj) in [(Hook::Xdp, XDP_OBJECT), (Hook::TcIngress, TC_OBJECT)] {
+        for (hook, obj) in [
+            (ChainHook::Xdp, XDP_OBJECT),
+            (ChainHook::TcIngress, TC_OBJECT),
+        ] {
             let file = object::File::parse(obj).expect("elf");
             let btf = file
                 .section_by_name(".BTF")
@@ -389,16 +468,19 @@ mod tests {
 
     #[test]
     fn actions_are_bits_of_their_return_values() {
-        assert_eq!(Hook::Xdp.default_proceed_on(), 1 << 2);
-        assert_eq!(Hook::TcIngress.default_proceed_on(), (1 << 4) | 1);
+        assert_eq!(ChainHook::Xdp.default_proceed_on(), 1 << 2);
+        assert_eq!(ChainHook::TcIngress.default_proceed_on(), (1 << 4) | 1);
         assert_eq!(
-            parse_actions(Hook::Xdp, &["pass".into(), "drop".into()]),
+            parse_actions(ChainHook::Xdp, &["pass".into(), "drop".into()]),
             Ok((1 << 2) | (1 << 1))
         );
-        assert_eq!(parse_actions(Hook::TcEgress, &["ok".into()]), Ok(1 << 1));
-        assert!(parse_actions(Hook::Xdp, &["ok".into()]).is_err_and(|e| e.contains("pass")));
         assert_eq!(
-            action_names(Hook::TcIngress, (1 << 4) | 1),
+            parse_actions(ChainHook::TcEgress, &["ok".into()]),
+            Ok(1 << 1)
+        );
+        assert!(parse_actions(ChainHook::Xdp, &["ok".into()]).is_err_and(|e| e.contains("pass")));
+        assert_eq!(
+            action_names(ChainHook::TcIngress, (1 << 4) | 1),
             ["unspec", "pipe"]
         );
     }

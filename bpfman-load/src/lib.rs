@@ -1,25 +1,34 @@
-//! The host side: pulling, verifying, caching and (with its issue) loading
-//! eBPF bytecode images.
+//! The host side: pulling, verifying and caching eBPF bytecode images,
+//! and loading, attaching and keeping their programs in the kernel.
 //!
-//! - [`cache`]: the content-addressed blob store and its sled index.
-//! - [`images`]: pull policies, pulling with signatures, and verifying a
-//!   cached image against the policy in force, offline.
-//! - [`loadable`]: the gate before the kernel: an admitted image narrowed
-//!   to this host's object, only with a proof for its digest.
-//! - [`lock`]: one invocation at a time per root.
-//! - [`platform`]: the index entry for this host, and the byte-order guard.
+//! - [`host`]: the operations (admit, pull, load, attach, detach, unload,
+//!   list), for the CLI and any other front end.
+//! - [`cache`], [`images`], [`loadable`], [`platform`], [`lock`]: the
+//!   verified image cache, pull policies, the gate before the kernel, this
+//!   host's platform, one invocation at a time per root.
+//! - [`loader`]: loading, attaching, unloading and reconciling, with
+//!   pins first and the state record last.
+//! - [`attach`]: one module per hook.
+//! - [`chain`], [`dispatcher`]: multi-program dispatcher chains and their
+//!   protocol.
+//! - [`kernel`]: the one seam to the kernel and bpffs, with the real
+//!   implementation and (in tests) a recording fake.
+//! - [`state`], [`bpffs`]: the sled records and the pin layout.
+//! - [`sections`]: libbpf section names renamed for aya.
 //! - [`cli`]: the command line.
 
+pub mod attach;
 pub mod bpffs;
 pub mod cache;
 pub mod chain;
 pub mod cli;
 pub mod dispatcher;
+pub mod host;
 pub mod images;
+pub mod kernel;
 pub mod loadable;
 pub mod loader;
 pub mod lock;
 pub mod platform;
-pub mod probe;
 pub mod sections;
 pub mod state;

@@ -9,7 +9,7 @@ use bpfman_image_spec::program::SectionKind;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, CacheError};
-use crate::dispatcher::{DispatcherRecord, Hook};
+use crate::dispatcher::DispatcherRecord;
 
 /// Where a program's bytes came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,142 +38,7 @@ pub struct MapPin {
     pub shared: bool,
 }
 
-/// Where a link attaches the program.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum Attachment {
-    Xdp {
-        interface: String,
-        ifindex: u32,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        netns: Option<PathBuf>,
-        mode: String,
-    },
-    Tcx {
-        interface: String,
-        ifindex: u32,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        netns: Option<PathBuf>,
-        direction: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        order: Option<String>,
-    },
-    Tracepoint {
-        category: String,
-        name: String,
-    },
-    Kprobe {
-        function: String,
-        offset: u64,
-        #[serde(rename = "return")]
-        ret: bool,
-    },
-    Uprobe {
-        target: PathBuf,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        function: Option<String>,
-        offset: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pid: Option<u32>,
-        #[serde(rename = "return")]
-        ret: bool,
-    },
-    Fentry {
-        function: String,
-    },
-    Fexit {
-        function: String,
-    },
-    /// A slot of a multi-program dispatcher (the link is the slot's
-    /// freplace link, renewed by every change of the chain).
-    Dispatcher {
-        hook: Hook,
-        interface: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        netns: Option<PathBuf>,
-        priority: i32,
-        proceed_on: Vec<String>,
-        /// The dispatcher record's key.
-        key: String,
-    },
-}
-
-impl std::fmt::Display for Attachment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ns = |n: &Option<PathBuf>| {
-            n.as_ref()
-                .map(|p| format!(" netns {}", p.display()))
-                .unwrap_or_default()
-        };
-        match self {
-            Self::Xdp {
-                interface,
-                netns,
-                mode,
-                ..
-            } => write!(f, "xdp {interface}{} ({mode})", ns(netns)),
-            Self::Tcx {
-                interface,
-                netns,
-                direction,
-                ..
-            } => write!(f, "tcx {direction} {interface}{}", ns(netns)),
-            Self::Tracepoint { category, name } => write!(f, "tracepoint {category}/{name}"),
-            Self::Kprobe {
-                function,
-                offset,
-                ret,
-            } => {
-                let k = if *ret { "kretprobe" } else { "kprobe" };
-                write!(f, "{k} {function}+{offset:#x}")
-            }
-            Self::Uprobe {
-                target,
-                function,
-                offset,
-                pid,
-                ret,
-            } => {
-                let k = if *ret { "uretprobe" } else { "uprobe" };
-                write!(f, "{k} {}:", target.display())?;
-                match function {
-                    Some(func) => write!(f, "{func}+{offset:#x}")?,
-                    None => write!(f, "{offset:#x}")?,
-                }
-                if let Some(pid) = pid {
-                    write!(f, " pid {pid}")?;
-                }
-                Ok(())
-            }
-            Self::Fentry { function } => write!(f, "fentry {function}"),
-            Self::Fexit { function } => write!(f, "fexit {function}"),
-            Self::Dispatcher {
-                hook,
-                interface,
-                netns,
-                priority,
-                proceed_on,
-                ..
-            } => write!(
-                f,
-                "{} dispatcher {interface}{} priority {priority} proceed-on {}",
-                hook.name(),
-                ns(netns),
-                proceed_on.join(",")
-            ),
-        }
-    }
-}
-
-impl Attachment {
-    /// The dispatcher this attachment is a slot of, if it is one.
-    pub fn dispatcher_key(&self) -> Option<&str> {
-        match self {
-            Self::Dispatcher { key, .. } => Some(key),
-            _ => None,
-        }
-    }
-}
+pub use crate::attach::Attachment;
 
 /// One link we created and pinned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
