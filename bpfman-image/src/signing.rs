@@ -26,7 +26,7 @@ use bpfman_trust::verdict::{self, Proof, Refusal, Subject, Verdict};
 use crate::content::ImageContent;
 use crate::inspect::{self, InspectError};
 use crate::layout::{self, Layout, LayoutError};
-use crate::reference::{ImageRef, RegistryRef};
+use crate::reference::{LayoutRef, RegistryRef};
 use crate::registry::{NoProgress, Registry, RegistryError};
 use crate::transfer::{self, TransferError};
 
@@ -90,29 +90,24 @@ pub enum Store<'a> {
     },
 }
 
-/// Resolves `r` to its manifest or index (one request to a registry).
-pub async fn resolve(store: &Store<'_>, r: &ImageRef) -> Result<Resolved, SignError> {
-    match (store, r) {
-        (Store::Registry { reg, .. }, ImageRef::Registry(rr)) => {
-            let f = reg.get_manifest(rr, None).await?;
-            Ok(Resolved {
-                identity: rr.name(),
-                top: f.descriptor,
-            })
-        }
-        (_, ImageRef::Layout(l)) => {
-            let (layout, _, top) = inspect::resolve_layout(l)?;
-            // Present and intact, like a registry's answer.
-            layout.read_blob(&top)?;
-            Ok(Resolved {
-                identity: layout_identity(&l.dir)?,
-                top,
-            })
-        }
-        (Store::Layout { .. }, ImageRef::Registry(rr)) => {
-            unreachable!("a layout store for registry reference {rr}")
-        }
-    }
+/// Resolves a registry reference to its manifest or index (one request).
+pub async fn resolve_registry(reg: &Registry, r: &RegistryRef) -> Result<Resolved, SignError> {
+    let f = reg.get_manifest(r, None).await?;
+    Ok(Resolved {
+        identity: r.name(),
+        top: f.descriptor,
+    })
+}
+
+/// Resolves a layout reference to its manifest or index, present and
+/// intact, like a registry's answer.
+pub fn resolve_layout(l: &LayoutRef) -> Result<Resolved, SignError> {
+    let (layout, _, top) = inspect::resolve_layout(l)?;
+    layout.read_blob(&top)?;
+    Ok(Resolved {
+        identity: layout_identity(&l.dir)?,
+        top,
+    })
 }
 
 /// The identity policy scopes see for a layout: `oci:` and its absolute,
@@ -136,18 +131,6 @@ impl<'a> Store<'a> {
                 digest: None,
                 ..r.clone()
             },
-        }
-    }
-
-    /// The store for `r`: its registry connection, or its layout.
-    ///
-    /// # Panics
-    /// If `r` is in a registry and `reg` is `None`.
-    pub fn for_ref(r: &ImageRef, reg: Option<&'a Registry>) -> Self {
-        match (r, reg) {
-            (ImageRef::Registry(rr), Some(reg)) => Store::registry(reg, rr),
-            (ImageRef::Layout(l), _) => Store::Layout { dir: l.dir.clone() },
-            (ImageRef::Registry(rr), None) => panic!("no registry connection for {rr}"),
         }
     }
 }
@@ -459,7 +442,7 @@ pub async fn pull_verified(
     policy: &Policy,
 ) -> Result<(ImageContent, Proof, Verdict), SignError> {
     let store = Store::registry(reg, r);
-    let resolved = resolve(&store, &ImageRef::Registry(r.clone())).await?;
+    let resolved = resolve_registry(reg, r).await?;
     let verdict = store.verify(&resolved, policy).await?;
     let proof = verdict
         .decision

@@ -5,16 +5,23 @@
 //! policy change applies to images pulled before it.
 
 use bpfman_image::content::{ContentError, ImageContent};
-use bpfman_image::inspect::{self, InspectError};
-use bpfman_image::reference::{ImageRef, LayoutRef, RegistryRef};
-use bpfman_image::registry::{NoProgress, Registry, RegistryError, TransportOptions};
-use bpfman_image::signing::{self, SignError, Store};
-use bpfman_image::transfer::{self, TransferError};
+use bpfman_image::inspect::InspectError;
+use bpfman_image::reference::ImageRef;
+use bpfman_image::registry::{NoProgress, RegistryError, TransportOptions};
+use bpfman_image::signing::{self, SignError};
+use bpfman_image::store::{ImageStore, StoreError};
+use bpfman_image::transfer::TransferError;
 use bpfman_image_spec::digest::Digest;
 use bpfman_trust::policy::Policy;
 use bpfman_trust::verdict::{self, Proof, Refusal, Subject, Verdict};
 
 use crate::cache::{Admission, Cache, CacheError, ImageRecord, now};
+
+impl From<StoreError> for ImageError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
 
 /// When to contact the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +40,8 @@ pub enum PullPolicy {
 pub enum ImageError {
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Store(Box<StoreError>),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -81,59 +90,21 @@ pub fn identity(r: &ImageRef) -> Result<String, ImageError> {
 }
 
 /// Copies `r` into the cache with its signatures, from a registry or a
-/// local layout.
+/// local layout: the reference is resolved once, the image is read by that
+/// digest, and its signatures (both formats) come along.
 pub async fn pull(
     cache: &Cache,
     opts: &TransportOptions,
     r: &ImageRef,
 ) -> Result<ImageRecord, ImageError> {
-    match r {
-        ImageRef::Registry(rr) => pull_registry(cache, opts, rr).await,
-        ImageRef::Layout(l) => pull_layout(cache, r, l).await,
-    }
-}
-
-/// From a layout: the tag is resolved once, and the image and its
-/// signatures (always under the fallback tag there) are read by digest.
-async fn pull_layout(
-    cache: &Cache,
-    r: &ImageRef,
-    l: &LayoutRef,
-) -> Result<ImageRecord, ImageError> {
-    let (layout, _, top) = inspect::resolve_layout(l)?;
-    let content = ImageContent::from_layout(&layout, &top)?;
-    let store = Store::Layout { dir: l.dir.clone() };
-    let (legacy, bad) = store.legacy(&content.top.digest).await?;
+    let store = ImageStore::open(r, opts).await?;
+    let resolved = store.resolve().await?;
+    let content = store.fetch(&resolved, &NoProgress).await?;
+    let signatures = store.signatures();
+    let (legacy, bad) = signatures.legacy(&content.top.digest).await?;
     let mut others = bad;
-    others.extend(store.bundles(&content.top.digest).await?);
+    others.extend(signatures.bundles(&content.top.digest).await?);
     Ok(cache.store(&cache_key(r), &content, &legacy, &others)?)
-}
-
-/// From a registry: the reference is resolved once, the image is fetched
-/// by that digest, and its signatures (both formats) come along.
-async fn pull_registry(
-    cache: &Cache,
-    opts: &TransportOptions,
-    r: &RegistryRef,
-) -> Result<ImageRecord, ImageError> {
-    let reg = Registry::connect(opts, r).await?;
-    let store = Store::registry(&reg, r);
-    let resolved = signing::resolve(
-        &store,
-        &bpfman_image::reference::ImageRef::Registry(r.clone()),
-    )
-    .await?;
-    let pinned = r.with_digest(resolved.top.digest.clone());
-    let content = transfer::pull(&reg, &pinned, &NoProgress).await?;
-    let (legacy, bad) = store.legacy(&content.top.digest).await?;
-    let mut others = bad;
-    others.extend(store.bundles(&content.top.digest).await?);
-    Ok(cache.store(
-        &cache_key(&ImageRef::Registry(r.clone())),
-        &content,
-        &legacy,
-        &others,
-    )?)
 }
 
 /// The cached record for `r` under `policy`, pulling as the policy says.

@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use crate::auth::{AuthFiles, Credentials};
 use crate::builder::{self, BuildOptions, ObjectArg};
-use crate::content::ImageContent;
-use crate::inspect::{self, ReadResult, Report};
-use crate::layout::{self, WriteOutcome};
-use crate::reference::{ImageRef, LayoutRef, RegistryRef, valid_tag};
-use crate::registry::{NoProgress, Progress, Registry, Stats, TransportOptions};
+use crate::inspect::{self, Report};
+use crate::layout::WriteOutcome;
+use crate::ops;
+use crate::reference::{ImageRef, LayoutRef, RegistryRef};
+use crate::registry::{NoProgress, Progress, Registry, Stats};
 use crate::signing::{self, Resolved, Store};
-use crate::transfer;
+use crate::store::ImageStore;
 use anyhow::{Context, Result, bail};
 use bpfman_image_spec::oci::Descriptor;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -322,16 +322,15 @@ fn build(args: BuildArgs) -> Result<()> {
             identity,
             top: built.top.clone(),
         };
-        let line = rt.block_on(sign::sign_resolved(
+        let signed = rt.block_on(ops::sign_resolved(
             store,
             &resolved,
             key,
             None,
-            &args.sign.format,
+            args.sign.format,
             &sign_annotations,
         ))?;
-        writeln!(io::stdout().lock(), "{line}")?;
-        Ok(())
+        sign::print_signed(&signed)
     };
     let mut out = io::stdout().lock();
     let mut verb = "built";
@@ -341,20 +340,13 @@ fn build(args: BuildArgs) -> Result<()> {
                 "--output must be a layout, oci:DIR[:TAG]; to send the image to a registry use --push {output}"
             );
         };
-        let tag = target.tag_or_default();
-        let outcome =
-            layout::write_image(&target.dir, tag, &built.top, &built.blobs(), args.force)?;
+        let (pinned, outcome) = ops::write_built(&built, target, args.force)?;
         tracing::info!(?outcome, digest = %built.top.digest, "image written");
         verb = match outcome {
             WriteOutcome::Created | WriteOutcome::Updated => "wrote",
             WriteOutcome::Unchanged => "unchanged",
         };
-        writeln!(
-            out,
-            "oci:{}:{tag}@{}",
-            target.dir.display(),
-            built.top.digest
-        )?;
+        writeln!(out, "{pinned}")?;
         let store = Store::Layout {
             dir: target.dir.clone(),
         };
@@ -374,12 +366,11 @@ fn build(args: BuildArgs) -> Result<()> {
     }
     if let Some(dst) = &args.push {
         let opts = args.transport.options()?;
-        let content = ImageContent::from_built(&built);
-        let reg = rt.block_on(Registry::connect(&opts, dst))?;
-        let pushed = rt.block_on(push_with(&reg, dst, &content, args.quiet))?;
+        let store = rt.block_on(ImageStore::open(&ImageRef::Registry(dst.clone()), &opts))?;
+        let pushed = rt.block_on(ops::push_built(&built, &store, progress(args.quiet)))?;
+        report_stats(&store, args.quiet);
         writeln!(out, "{pushed}")?;
-        let store = Store::registry(&reg, dst);
-        sign_in(&store, dst.name()).with_context(|| format!("cannot sign {dst}"))?;
+        sign_in(&store.signatures(), dst.name()).with_context(|| format!("cannot sign {dst}"))?;
     }
     Ok(())
 }
@@ -389,135 +380,33 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     crate::runtime().context("cannot start the async runtime")
 }
 
-/// A connection for `r` if it is in a registry.
-async fn connect(r: &ImageRef, opts: &TransportOptions) -> Result<Option<Registry>> {
-    match r {
-        ImageRef::Registry(rr) => Ok(Some(Registry::connect(opts, rr).await?)),
-        ImageRef::Layout(_) => Ok(None),
-    }
-}
-
-/// Reads and validates the image `r` names, from a layout or a registry.
-async fn fetch(
-    r: &ImageRef,
-    opts: &TransportOptions,
-    quiet: bool,
-) -> Result<(ImageContent, ReadResult, ImageRef)> {
-    let reg = connect(r, opts).await?;
-    fetch_with(r, reg.as_ref(), quiet).await
-}
-
-/// [`fetch`] over an existing connection (`reg` for a registry `r`).
-async fn fetch_with(
-    r: &ImageRef,
-    reg: Option<&Registry>,
-    quiet: bool,
-) -> Result<(ImageContent, ReadResult, ImageRef)> {
-    match (r, reg) {
-        (ImageRef::Layout(l), _) => {
-            let (layout, tag, top) = inspect::resolve_layout(l)?;
-            let (content, read) = inspect::read_layout_image(&layout, &top)
-                .with_context(|| format!("cannot read {r}"))?;
-            let shown = ImageRef::Layout(LayoutRef {
-                dir: l.dir.clone(),
-                tag: Some(tag),
-            });
-            Ok((content, read, shown))
-        }
-        (ImageRef::Registry(rr), Some(reg)) => {
-            let progress = progress(quiet);
-            let content = transfer::pull(reg, rr, progress.as_ref())
-                .await
-                .with_context(|| format!("cannot pull {rr}"))?;
-            let read = inspect::read_image(&content)
-                .with_context(|| format!("{rr} is not a valid eBPF bytecode image"))?;
-            report_stats(reg, quiet);
-            Ok((content, read, r.clone()))
-        }
-        (ImageRef::Registry(rr), None) => unreachable!("no connection for {rr}"),
-    }
-}
-
-async fn push_with(
-    reg: &Registry,
-    dst: &RegistryRef,
-    content: &ImageContent,
-    quiet: bool,
-) -> Result<String> {
-    let pushed = transfer::push(reg, dst, content, progress(quiet))
-        .await
-        .with_context(|| format!("cannot push to {dst}"))?;
-    report_stats(reg, quiet);
-    Ok(pushed.pinned)
-}
-
 /// Copies an image, and its signatures unless `opts.no_signatures`.
 fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<()> {
     let transport = opts.transport.options()?;
-    runtime()?.block_on(async {
-        let src_reg = connect(src, &transport).await?;
-        let dst_reg = connect(dst, &transport).await?;
-        let (content, _read, _) = fetch_with(src, src_reg.as_ref(), opts.quiet).await?;
-        let written = match (dst, &dst_reg) {
-            (ImageRef::Layout(l), _) => {
-                let tag = l.tag_or_default();
-                layout::write_image(&l.dir, tag, &content.top, &content.blobs(), true)
-                    .with_context(|| format!("cannot write {dst}"))?;
-                format!("oci:{}:{tag}@{}", l.dir.display(), content.top.digest)
-            }
-            (ImageRef::Registry(r), Some(reg)) => push_with(reg, r, &content, opts.quiet).await?,
-            (ImageRef::Registry(r), None) => unreachable!("no connection for {r}"),
-        };
-        writeln!(io::stdout().lock(), "{written}")?;
-        if !opts.no_signatures {
-            let n = signing::copy_signatures(
-                &Store::for_ref(src, src_reg.as_ref()),
-                &Store::for_ref(dst, dst_reg.as_ref()),
-                &content.top,
-            )
-            .await
-            .with_context(|| {
-                format!("the image was copied to {dst}, but its signatures were not; retry, or pass --no-signatures")
-            })?;
-            if n > 0 && !opts.quiet {
-                eprintln!("copied {n} signature(s)");
-            }
-        }
-        Ok(())
-    })
+    let copied = runtime()?.block_on(async {
+        let src = ImageStore::open(src, &transport).await?;
+        let dst = ImageStore::open(dst, &transport).await?;
+        let copied = ops::copy(&src, &dst, !opts.no_signatures, progress(opts.quiet)).await;
+        report_stats(&src, opts.quiet);
+        report_stats(&dst, opts.quiet);
+        Ok::<_, anyhow::Error>(copied?)
+    })?;
+    writeln!(io::stdout().lock(), "{}", copied.written)?;
+    if copied.signatures > 0 && !opts.quiet {
+        eprintln!("copied {} signature(s)", copied.signatures);
+    }
+    Ok(())
 }
 
 fn tag(args: TagArgs) -> Result<()> {
-    for t in &args.tags {
-        if !valid_tag(t) {
-            bail!(
-                "'{t}' is not a valid tag: use up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
-            );
-        }
-    }
+    let opts = args.transport.options()?;
+    let tagged = runtime()?.block_on(async {
+        let store = ImageStore::open(&args.source, &opts).await?;
+        Ok::<_, anyhow::Error>(ops::tag(&store, &args.tags).await?)
+    })?;
     let mut out = io::stdout().lock();
-    match &args.source {
-        ImageRef::Layout(l) => {
-            let (layout, _, top) = inspect::resolve_layout(l)?;
-            let content = ImageContent::from_layout(&layout, &top)
-                .with_context(|| format!("cannot read {}", args.source))?;
-            for t in &args.tags {
-                layout::write_image(&l.dir, t, &content.top, &content.blobs(), true)?;
-                writeln!(out, "oci:{}:{t}@{}", l.dir.display(), content.top.digest)?;
-            }
-        }
-        ImageRef::Registry(r) => {
-            let opts = args.transport.options()?;
-            runtime()?.block_on(async {
-                let reg = Registry::connect(&opts, r).await?;
-                let top = reg.get_manifest(r, None).await?;
-                for t in &args.tags {
-                    reg.put_manifest(r, t, &top.descriptor, &top.bytes).await?;
-                    writeln!(out, "{}", r.with_tag(t).pinned(&top.descriptor.digest))?;
-                }
-                Ok::<_, anyhow::Error>(())
-            })?;
-        }
+    for t in tagged {
+        writeln!(out, "{t}")?;
     }
     Ok(())
 }
@@ -578,7 +467,8 @@ fn logout(args: LogoutArgs) -> Result<()> {
     Ok(())
 }
 
-fn report_stats(reg: &Registry, quiet: bool) {
+fn report_stats(store: &ImageStore, quiet: bool) {
+    let Some(reg) = store.registry() else { return };
     if quiet {
         return;
     }
@@ -680,8 +570,11 @@ impl Progress for Bars {
 
 fn inspect(args: InspectArgs) -> Result<()> {
     let opts = args.transport.options()?;
-    let (_, read, shown) = runtime()?.block_on(fetch(&args.image, &opts, true))?;
-    let report = inspect::report(&shown, &read);
+    let image = runtime()?.block_on(async {
+        let store = ImageStore::open(&args.image, &opts).await?;
+        Ok::<_, anyhow::Error>(store.read(&NoProgress).await?)
+    })?;
+    let report = inspect::report(&image.shown, &image.read);
     let mut out = io::stdout().lock();
     match args.output {
         Format::Json => {

@@ -6,15 +6,16 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bpfman_trust::cosign;
 use bpfman_trust::keys::{PrivateKey, PublicKey};
 use bpfman_trust::policy::{Policy, Rule};
 use bpfman_trust::verdict::Verdict;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::{Format, TransportArgs, connect, parse_key_value, runtime, to_map};
+use super::{Format, TransportArgs, parse_key_value, runtime, to_map};
+use crate::ops::{self, SignatureFormat, Signed};
 use crate::reference::ImageRef;
-use crate::signing::{self, Resolved, Store};
+use crate::signing::Resolved;
+use crate::store::ImageStore;
 
 /// The environment variable cosign reads key passwords from.
 const PASSWORD_ENV: &str = "COSIGN_PASSWORD";
@@ -47,16 +48,6 @@ pub(super) fn public_key(args: PublicKeyArgs) -> Result<()> {
     }
 }
 
-/// Which cosign signature format to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(super) enum SigFormat {
-    /// The `sha256-<hex>.sig` tag with a simple signing payload (cosign 1
-    /// and 2; what most tooling reads).
-    Legacy,
-    /// A Sigstore bundle stored as an OCI 1.1 referrer (cosign 3).
-    Bundle,
-}
-
 #[derive(Debug, Args)]
 pub(super) struct SignArgs {
     /// The image: oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST]. A tag is
@@ -75,8 +66,8 @@ pub(super) struct SignArgs {
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     annotations: Vec<(String, String)>,
     /// Signature format to write.
-    #[arg(long = "signature-format", value_enum, default_value_t = SigFormat::Legacy)]
-    format: SigFormat,
+    #[arg(long = "signature-format", value_enum, default_value_t = SignatureFormat::Legacy)]
+    format: SignatureFormat,
     #[command(flatten)]
     transport: TransportArgs,
 }
@@ -181,60 +172,32 @@ fn load_public_key(path: &Path) -> Result<PublicKey> {
 pub(super) fn sign(args: SignArgs) -> Result<()> {
     let key = load_private_key(&args.key)?;
     let annotations = to_map(args.annotations.clone(), "annotation")?;
-    runtime()?.block_on(async {
-        let reg = connect(&args.image, &args.transport.options()?).await?;
-        let store = Store::for_ref(&args.image, reg.as_ref());
-        let resolved = signing::resolve(&store, &args.image)
-            .await
-            .with_context(|| format!("cannot resolve {}", args.image))?;
-        let line = sign_resolved(
+    let signed = runtime()?.block_on(async {
+        let store = ImageStore::open(&args.image, &args.transport.options()?).await?;
+        let signed = ops::sign(
             &store,
-            &resolved,
             &key,
             args.identity.as_deref(),
-            &args.format,
+            args.format,
             &annotations,
         )
-        .await
-        .with_context(|| format!("cannot sign {}", args.image))?;
-        writeln!(io::stdout().lock(), "{line}")?;
-        Ok(())
-    })
+        .await?;
+        Ok::<_, anyhow::Error>(signed)
+    })?;
+    print_signed(&signed)
 }
 
-/// Signs the image `resolved` names in `store`; returns what to print.
-pub(super) async fn sign_resolved(
-    store: &Store<'_>,
-    resolved: &Resolved,
-    key: &PrivateKey,
-    identity: Option<&str>,
-    format: &SigFormat,
-    annotations: &BTreeMap<String, String>,
-) -> Result<String> {
-    let digest = &resolved.top.digest;
-    let identity = identity.unwrap_or(&resolved.identity);
-    let stored = match format {
-        SigFormat::Legacy => {
-            let layer = cosign::sign_legacy(key, identity, digest, annotations);
-            store.add_legacy(digest, &[layer]).await?;
-            format!("{}:{}", resolved.identity, cosign::signature_tag(digest))
-        }
-        SigFormat::Bundle => {
-            let bundle = cosign::sign_bundle(key, identity, digest, annotations);
-            let referrer = store.add_bundle(&resolved.top, &bundle).await?;
-            format!("{}@{}", resolved.identity, referrer.digest)
-        }
-    };
+/// Prints a signature written: where it went on stdout, what on stderr.
+pub(super) fn print_signed(signed: &Signed) -> Result<()> {
+    writeln!(io::stdout().lock(), "{}", signed.stored)?;
     eprintln!(
-        "signed {}@{digest} with key {} ({})",
-        resolved.identity,
-        key.public().id(),
-        match format {
-            SigFormat::Legacy => "cosign .sig",
-            SigFormat::Bundle => "sigstore bundle referrer",
-        }
+        "signed {}@{} with key {} ({})",
+        signed.identity,
+        signed.digest,
+        signed.key,
+        signed.format.describe()
     );
-    Ok(stored)
+    Ok(())
 }
 
 /// `build --sign-key`: the key options of build.
@@ -248,8 +211,8 @@ pub(super) struct BuildSignArgs {
     #[arg(long = "sign-annotation", value_name = "KEY=VALUE", value_parser = parse_key_value, requires = "sign_key")]
     sign_annotations: Vec<(String, String)>,
     /// Signature format to write.
-    #[arg(long = "signature-format", value_enum, default_value_t = SigFormat::Legacy, requires = "sign_key")]
-    pub(super) format: SigFormat,
+    #[arg(long = "signature-format", value_enum, default_value_t = SignatureFormat::Legacy, requires = "sign_key")]
+    pub(super) format: SignatureFormat,
 }
 
 impl BuildSignArgs {
@@ -275,16 +238,8 @@ pub(super) fn verify(args: VerifyArgs) -> Result<()> {
         }
     };
     let (resolved, verdict) = runtime()?.block_on(async {
-        let reg = connect(&args.image, &args.transport.options()?).await?;
-        let store = Store::for_ref(&args.image, reg.as_ref());
-        let resolved = signing::resolve(&store, &args.image)
-            .await
-            .with_context(|| format!("cannot resolve {}", args.image))?;
-        let verdict = store
-            .verify(&resolved, &policy)
-            .await
-            .with_context(|| format!("cannot read the signatures of {}", args.image))?;
-        Ok::<_, anyhow::Error>((resolved, verdict))
+        let store = ImageStore::open(&args.image, &args.transport.options()?).await?;
+        Ok::<_, anyhow::Error>(ops::verify(&store, &policy).await?)
     })?;
     let mut out = io::stdout().lock();
     match args.output {

@@ -1,0 +1,242 @@
+//! The operations of `bpfman-image`, as a library: building into a
+//! layout, pushing, copying (push and pull are copies), tagging, signing
+//! and verifying. The CLI parses arguments, calls these, and prints; any
+//! other front end (a CI plugin, a controller) calls the same.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bpfman_image_spec::digest::Digest;
+use bpfman_trust::cosign;
+use bpfman_trust::keys::{KeyId, PrivateKey};
+use bpfman_trust::policy::Policy;
+use bpfman_trust::verdict::Verdict;
+
+use crate::builder::Built;
+use crate::content::ImageContent;
+use crate::layout::{self, LayoutError, WriteOutcome};
+use crate::reference::{LayoutRef, valid_tag};
+use crate::registry::Progress;
+use crate::signing::{self, Resolved, SignError, Store};
+use crate::store::{ImageStore, StoreError};
+
+/// Which cosign signature format to write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "frontend", derive(clap::ValueEnum))]
+pub enum SignatureFormat {
+    /// The `sha256-<hex>.sig` tag with a simple signing payload (cosign 1
+    /// and 2; what most tooling reads).
+    #[default]
+    Legacy,
+    /// A Sigstore bundle stored as an OCI 1.1 referrer (cosign 3).
+    Bundle,
+}
+
+impl SignatureFormat {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Legacy => "cosign .sig",
+            Self::Bundle => "sigstore bundle referrer",
+        }
+    }
+}
+
+/// What went wrong in an operation, naming the image.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Store(Box<StoreError>),
+    #[error(
+        "'{tag}' is not a valid tag: use up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
+    )]
+    BadTag { tag: String },
+    #[error("cannot write {reference}")]
+    Write {
+        reference: String,
+        #[source]
+        source: LayoutError,
+    },
+    #[error(
+        "the image was copied to {destination}, but its signatures were not; retry, or pass --no-signatures"
+    )]
+    Signatures {
+        destination: String,
+        #[source]
+        source: Box<SignError>,
+    },
+    #[error("cannot sign {reference}")]
+    Sign {
+        reference: String,
+        #[source]
+        source: Box<SignError>,
+    },
+    #[error("cannot read the signatures of {reference}")]
+    ReadSignatures {
+        reference: String,
+        #[source]
+        source: Box<SignError>,
+    },
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
+
+/// Writes a built image into a layout under its tag (default `latest`);
+/// with `force`, replacing a tag that names another image. Returns the
+/// pinned reference and what changed.
+pub fn write_built(
+    built: &Built,
+    target: &LayoutRef,
+    force: bool,
+) -> Result<(String, WriteOutcome), OpError> {
+    let tag = target.tag_or_default();
+    let outcome = layout::write_image(&target.dir, tag, &built.top, &built.blobs(), force)
+        .map_err(|source| OpError::Write {
+            reference: format!("oci:{}:{tag}", target.dir.display()),
+            source,
+        })?;
+    let pinned = format!("oci:{}:{tag}@{}", target.dir.display(), built.top.digest);
+    Ok((pinned, outcome))
+}
+
+/// Pushes a built image to the store (a registry repository, usually).
+pub async fn push_built(
+    built: &Built,
+    dst: &ImageStore,
+    progress: Arc<dyn Progress>,
+) -> Result<String, OpError> {
+    Ok(dst
+        .write(&ImageContent::from_built(built), progress)
+        .await?)
+}
+
+/// What a copy did.
+#[derive(Debug, Clone)]
+pub struct Copied {
+    /// The destination, pinned to the image's digest.
+    pub written: String,
+    /// Signatures copied along (none when not asked).
+    pub signatures: usize,
+}
+
+/// Copies an image between stores, every blob verified on the way, and
+/// its signatures (both formats) when `signatures` is set.
+pub async fn copy(
+    src: &ImageStore,
+    dst: &ImageStore,
+    signatures: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<Copied, OpError> {
+    let image = src.read(progress.as_ref()).await?;
+    let written = dst.write(&image.content, progress).await?;
+    let signatures = if signatures {
+        signing::copy_signatures(&src.signatures(), &dst.signatures(), &image.content.top)
+            .await
+            .map_err(|source| OpError::Signatures {
+                destination: dst.reference().to_string(),
+                source: Box::new(source),
+            })?
+    } else {
+        0
+    };
+    Ok(Copied {
+        written,
+        signatures,
+    })
+}
+
+/// Gives the store's image more tags, in the same layout or repository.
+pub async fn tag(store: &ImageStore, tags: &[String]) -> Result<Vec<String>, OpError> {
+    if let Some(bad) = tags.iter().find(|t| !valid_tag(t)) {
+        return Err(OpError::BadTag { tag: bad.clone() });
+    }
+    Ok(store.tag(tags).await?)
+}
+
+/// A signature written.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// Where it went: the `.sig` tag, or the referrer's digest.
+    pub stored: String,
+    /// What the policy scopes see: `registry/repo` or `oci:/dir`.
+    pub identity: String,
+    pub digest: Digest,
+    pub key: KeyId,
+    pub format: SignatureFormat,
+}
+
+/// Signs the image a store's reference names (resolved once).
+pub async fn sign(
+    store: &ImageStore,
+    key: &PrivateKey,
+    identity: Option<&str>,
+    format: SignatureFormat,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Signed, OpError> {
+    let resolved = store.resolve().await?;
+    sign_resolved(
+        &store.signatures(),
+        &resolved,
+        key,
+        identity,
+        format,
+        annotations,
+    )
+    .await
+    .map_err(|source| OpError::Sign {
+        reference: store.reference().to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// Signs the image `resolved` names, in `store`. `identity` is the
+/// docker-reference claimed in the payload (default: the resolved one).
+pub async fn sign_resolved(
+    store: &Store<'_>,
+    resolved: &Resolved,
+    key: &PrivateKey,
+    identity: Option<&str>,
+    format: SignatureFormat,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Signed, SignError> {
+    let digest = &resolved.top.digest;
+    let claimed = identity.unwrap_or(&resolved.identity);
+    let stored = match format {
+        SignatureFormat::Legacy => {
+            let layer = cosign::sign_legacy(key, claimed, digest, annotations);
+            store.add_legacy(digest, &[layer]).await?;
+            format!("{}:{}", resolved.identity, cosign::signature_tag(digest))
+        }
+        SignatureFormat::Bundle => {
+            let bundle = cosign::sign_bundle(key, claimed, digest, annotations);
+            let referrer = store.add_bundle(&resolved.top, &bundle).await?;
+            format!("{}@{}", resolved.identity, referrer.digest)
+        }
+    };
+    Ok(Signed {
+        stored,
+        identity: resolved.identity.clone(),
+        digest: digest.clone(),
+        key: key.public().id().clone(),
+        format,
+    })
+}
+
+/// Verifies the image a store's reference names against a policy: every
+/// signature found (both formats) is judged; the verdict says whether the
+/// policy admits it, and why.
+pub async fn verify(store: &ImageStore, policy: &Policy) -> Result<(Resolved, Verdict), OpError> {
+    let resolved = store.resolve().await?;
+    let verdict = store
+        .signatures()
+        .verify(&resolved, policy)
+        .await
+        .map_err(|source| OpError::ReadSignatures {
+            reference: store.reference().to_string(),
+            source: Box::new(source),
+        })?;
+    Ok((resolved, verdict))
+}

@@ -1,0 +1,290 @@
+//! Where images live, as one type: a local OCI image layout, or a
+//! repository in a registry together with its connection. Reading,
+//! writing, tagging, resolving and the signatures beside an image go
+//! through it, whichever of the two it is.
+
+use std::sync::Arc;
+
+use crate::content::{ContentError, ImageContent};
+use crate::inspect::{self, InspectError, ReadResult};
+use crate::layout::{self, LayoutError};
+use crate::reference::{ImageRef, LayoutRef, RegistryRef};
+use crate::registry::{Progress, Registry, RegistryError, TransportOptions};
+use crate::signing::{self, Resolved, SignError, Store};
+use crate::transfer::{self, TransferError};
+
+/// What went wrong reading or writing a store; each names the image.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect for {reference}")]
+    Connect {
+        reference: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error("cannot read {reference}")]
+    Layout {
+        reference: String,
+        #[source]
+        source: InspectError,
+    },
+    #[error("cannot read {reference}")]
+    LayoutContent {
+        reference: String,
+        #[source]
+        source: ContentError,
+    },
+    #[error("cannot pull {reference}")]
+    Pull {
+        reference: String,
+        #[source]
+        source: TransferError,
+    },
+    #[error("{reference} is not a valid eBPF bytecode image")]
+    Invalid {
+        reference: String,
+        #[source]
+        source: InspectError,
+    },
+    #[error("cannot write {reference}")]
+    Write {
+        reference: String,
+        #[source]
+        source: LayoutError,
+    },
+    #[error("cannot push to {reference}")]
+    Push {
+        reference: String,
+        #[source]
+        source: TransferError,
+    },
+    #[error("cannot tag {reference}")]
+    Tag {
+        reference: String,
+        #[source]
+        source: RegistryError,
+    },
+    #[error("cannot resolve {reference}")]
+    Resolve {
+        reference: String,
+        #[source]
+        source: Box<SignError>,
+    },
+}
+
+/// An image's home: a layout, or a registry repository and its connection.
+#[derive(Debug)]
+pub enum ImageStore {
+    Layout(LayoutRef),
+    Registry { reg: Box<Registry>, at: RegistryRef },
+}
+
+/// An image as read: its content, what validation found, and the
+/// reference it was read under (a layout's with its tag filled in).
+#[derive(Debug)]
+pub struct ReadImage {
+    pub content: ImageContent,
+    pub read: ReadResult,
+    pub shown: ImageRef,
+}
+
+impl ImageStore {
+    /// The store of `r`, connected if it is in a registry.
+    pub async fn open(r: &ImageRef, opts: &TransportOptions) -> Result<Self, StoreError> {
+        Ok(match r {
+            ImageRef::Layout(l) => Self::Layout(l.clone()),
+            ImageRef::Registry(rr) => Self::Registry {
+                reg: Box::new(Registry::connect(opts, rr).await.map_err(|source| {
+                    StoreError::Connect {
+                        reference: r.to_string(),
+                        source,
+                    }
+                })?),
+                at: rr.clone(),
+            },
+        })
+    }
+
+    /// The reference this store was opened for.
+    pub fn reference(&self) -> ImageRef {
+        match self {
+            Self::Layout(l) => ImageRef::Layout(l.clone()),
+            Self::Registry { at, .. } => ImageRef::Registry(at.clone()),
+        }
+    }
+
+    /// The registry connection, for a registry store.
+    pub fn registry(&self) -> Option<&Registry> {
+        match self {
+            Self::Registry { reg, .. } => Some(reg),
+            Self::Layout(_) => None,
+        }
+    }
+
+    /// Where this image's signatures are.
+    pub fn signatures(&self) -> Store<'_> {
+        match self {
+            Self::Layout(l) => Store::Layout { dir: l.dir.clone() },
+            Self::Registry { reg, at } => Store::registry(reg, at),
+        }
+    }
+
+    /// Resolves the reference to its manifest or index, once (one request
+    /// to a registry).
+    pub async fn resolve(&self) -> Result<Resolved, StoreError> {
+        let resolved = match self {
+            Self::Layout(l) => signing::resolve_layout(l),
+            Self::Registry { reg, at } => signing::resolve_registry(reg, at).await,
+        };
+        resolved.map_err(|source| StoreError::Resolve {
+            reference: self.reference().to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The content of the image `resolved` names, read by its digest (so
+    /// a tag moved since does not matter), every blob digest-checked.
+    pub async fn fetch(
+        &self,
+        resolved: &Resolved,
+        progress: &dyn Progress,
+    ) -> Result<ImageContent, StoreError> {
+        let reference = self.reference().to_string();
+        match self {
+            Self::Layout(l) => layout::Layout::open(&l.dir)
+                .map_err(ContentError::from)
+                .and_then(|layout| ImageContent::from_layout(&layout, &resolved.top))
+                .map_err(|source| StoreError::LayoutContent { reference, source }),
+            Self::Registry { reg, at } => {
+                transfer::pull(reg, &at.with_digest(resolved.top.digest.clone()), progress)
+                    .await
+                    .map_err(|source| StoreError::Pull { reference, source })
+            }
+        }
+    }
+
+    /// Reads and validates the image (pulled, from a registry), every
+    /// blob digest-checked.
+    pub async fn read(&self, progress: &dyn Progress) -> Result<ReadImage, StoreError> {
+        let reference = self.reference().to_string();
+        match self {
+            Self::Layout(l) => {
+                let (layout, tag, top) =
+                    inspect::resolve_layout(l).map_err(|source| StoreError::Layout {
+                        reference: reference.clone(),
+                        source,
+                    })?;
+                let (content, read) =
+                    inspect::read_layout_image(&layout, &top).map_err(|source| {
+                        StoreError::Layout {
+                            reference: reference.clone(),
+                            source,
+                        }
+                    })?;
+                let shown = ImageRef::Layout(LayoutRef {
+                    dir: l.dir.clone(),
+                    tag: Some(tag),
+                });
+                Ok(ReadImage {
+                    content,
+                    read,
+                    shown,
+                })
+            }
+            Self::Registry { reg, at } => {
+                let content =
+                    transfer::pull(reg, at, progress)
+                        .await
+                        .map_err(|source| StoreError::Pull {
+                            reference: reference.clone(),
+                            source,
+                        })?;
+                let read = inspect::read_image(&content)
+                    .map_err(|source| StoreError::Invalid { reference, source })?;
+                Ok(ReadImage {
+                    content,
+                    read,
+                    shown: self.reference(),
+                })
+            }
+        }
+    }
+
+    /// Writes an image here (a layout's tag, default `latest`, is
+    /// replaced); returns the reference pinned to its digest.
+    pub async fn write(
+        &self,
+        content: &ImageContent,
+        progress: Arc<dyn Progress>,
+    ) -> Result<String, StoreError> {
+        let reference = self.reference().to_string();
+        match self {
+            Self::Layout(l) => {
+                let tag = l.tag_or_default();
+                layout::write_image(&l.dir, tag, &content.top, &content.blobs(), true)
+                    .map_err(|source| StoreError::Write { reference, source })?;
+                Ok(format!(
+                    "oci:{}:{tag}@{}",
+                    l.dir.display(),
+                    content.top.digest
+                ))
+            }
+            Self::Registry { reg, at } => transfer::push(reg, at, content, progress)
+                .await
+                .map(|p| p.pinned)
+                .map_err(|source| StoreError::Push { reference, source }),
+        }
+    }
+
+    /// Tags the image with `tags`, in the same layout or repository;
+    /// returns each new reference pinned to the digest.
+    pub async fn tag(&self, tags: &[String]) -> Result<Vec<String>, StoreError> {
+        let reference = self.reference().to_string();
+        let mut out = Vec::new();
+        match self {
+            Self::Layout(l) => {
+                let (layout, _, top) =
+                    inspect::resolve_layout(l).map_err(|source| StoreError::Layout {
+                        reference: reference.clone(),
+                        source,
+                    })?;
+                let content = ImageContent::from_layout(&layout, &top).map_err(|source| {
+                    StoreError::LayoutContent {
+                        reference: reference.clone(),
+                        source,
+                    }
+                })?;
+                for t in tags {
+                    layout::write_image(&l.dir, t, &content.top, &content.blobs(), true).map_err(
+                        |source| StoreError::Write {
+                            reference: format!("oci:{}:{t}", l.dir.display()),
+                            source,
+                        },
+                    )?;
+                    out.push(format!(
+                        "oci:{}:{t}@{}",
+                        l.dir.display(),
+                        content.top.digest
+                    ));
+                }
+            }
+            Self::Registry { reg, at } => {
+                let err = |source| StoreError::Tag {
+                    reference: reference.clone(),
+                    source,
+                };
+                let top = reg.get_manifest(at, None).await.map_err(err)?;
+                for t in tags {
+                    reg.put_manifest(at, t, &top.descriptor, &top.bytes)
+                        .await
+                        .map_err(|source| StoreError::Tag {
+                            reference: at.with_tag(t).to_string(),
+                            source,
+                        })?;
+                    out.push(at.with_tag(t).pinned(&top.descriptor.digest));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
