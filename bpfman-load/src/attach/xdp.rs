@@ -16,7 +16,7 @@ use super::{Attachment, Context, Route, Target};
 use crate::chain::ChainArgs;
 use crate::dispatcher::ChainHook;
 use crate::kernel::netns::in_netns;
-use crate::kernel::sys::{SysAttach, call_err, is_busy};
+use crate::kernel::sys::{SysAttach, aya_mode, call_err, is_busy};
 use crate::kernel::{Feature, Interface, Kernel, KernelError, Sys, XdpMode};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -107,7 +107,7 @@ impl SysAttach for XdpTarget {
             let mut prog = Xdp::from_pin(program, XdpAttachType::Interface)
                 .map_err(call_err("open program", program.display().to_string()))?;
             let id = prog
-                .attach_to_if_index(at.ifindex, sys_mode(self.mode))
+                .attach_to_if_index(at.ifindex, aya_mode(self.mode))
                 .map_err(|e| {
                     if is_busy(&e) {
                         KernelError::Busy {
@@ -126,14 +126,5 @@ impl SysAttach for XdpTarget {
                 subject: at.name.clone(),
             })
         })
-    }
-}
-
-pub(crate) fn sys_mode(mode: XdpMode) -> aya::programs::XdpMode {
-    match mode {
-        XdpMode::Default => aya::programs::XdpMode::Default,
-        XdpMode::Skb => aya::programs::XdpMode::Skb,
-        XdpMode::Driver => aya::programs::XdpMode::Driver,
-        XdpMode::Hw => aya::programs::XdpMode::Hardware,
     }
 }

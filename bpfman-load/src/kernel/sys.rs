@@ -124,7 +124,7 @@ fn tracing_kind(kind: SectionKind) -> &'static str {
     }
 }
 
-fn aya_mode(mode: XdpMode) -> aya::programs::XdpMode {
+pub(crate) fn aya_mode(mode: XdpMode) -> aya::programs::XdpMode {
     match mode {
         XdpMode::Default => aya::programs::XdpMode::Default,
         XdpMode::Skb => aya::programs::XdpMode::Skb,
@@ -142,13 +142,17 @@ fn tc_direction(hook: ChainHook) -> TcAttachType {
     }
 }
 
-/// Pins a link at `dir/<its id>`; dropping an unpinned link detaches it,
-/// so an error here leaves nothing behind.
-fn pin_link(link: FdLink, pin: &Path) -> Result<u32, KernelError> {
-    let id = link
+fn link_id(link: &FdLink) -> Result<u32, KernelError> {
+    Ok(link
         .info()
         .map_err(|e| KernelError::call("read the id of", "the new link", e))?
-        .id();
+        .id())
+}
+
+/// Pins a link at `pin`; dropping an unpinned link detaches it, so an
+/// error here leaves nothing behind.
+fn pin_link(link: FdLink, pin: &Path) -> Result<u32, KernelError> {
+    let id = link_id(&link)?;
     link.pin(pin)
         .map_err(|e| KernelError::call("pin link at", pin.display().to_string(), e))?;
     Ok(id)
@@ -276,27 +280,6 @@ impl LoadedObject for SysObject {
 
 fn fs_type(path: &Path) -> io::Result<u64> {
     Ok(rustix::fs::statfs(path)?.f_type as u64)
-}
-
-impl Sys {
-    /// Attaches a program directly, on the hook module's kernel half, and
-    /// pins the link at `dir/<link id>`.
-    pub fn attach_direct(
-        &self,
-        program: &Path,
-        target: &dyn SysAttach,
-        dir: &Path,
-    ) -> Result<(u32, PathBuf), KernelError> {
-        let link = target.sys_attach(program)?;
-        let id = link
-            .info()
-            .map_err(|e| KernelError::call("read the id of", "the new link", e))?
-            .id();
-        let pin = dir.join(id.to_string());
-        link.pin(&pin)
-            .map_err(|e| KernelError::call("pin link at", pin.display().to_string(), e))?;
-        Ok((id, pin))
-    }
 }
 
 impl Kernel for Sys {
@@ -481,7 +464,10 @@ impl Kernel for Sys {
         target: &crate::attach::Target,
         dir: &Path,
     ) -> Result<(u32, PathBuf), KernelError> {
-        self.attach_direct(program, target.sys(), dir)
+        let link = target.sys().sys_attach(program)?;
+        let pin = dir.join(link_id(&link)?.to_string());
+        let id = pin_link(link, &pin)?;
+        Ok((id, pin))
     }
 
     fn load_dispatcher(
