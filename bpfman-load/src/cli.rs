@@ -399,7 +399,7 @@ fn rmi(host: &Host, what: &[String]) -> Result<()> {
         let digest = host.remove_image(w)?;
         println!("removed {digest}");
     }
-    let (_, blobs, bytes) = host.prune(false).map(|(_, b, n)| ((), b, n))?;
+    let (blobs, bytes) = host.free_blobs()?;
     eprintln!("freed {blobs} blobs ({bytes} bytes)");
     Ok(())
 }

@@ -281,6 +281,13 @@ impl<K: Kernel + Clone> Host<K> {
         Ok((removed, blobs, bytes))
     }
 
+    /// Removes blobs no cached image uses (images stay): blobs and bytes
+    /// freed.
+    pub fn free_blobs(&self) -> Result<(usize, u64)> {
+        let (_, blobs, bytes) = self.cache.prune(|_| true)?;
+        Ok((blobs, bytes))
+    }
+
     /// Re-hashes every cached blob; quarantines corrupt ones.
     pub fn fsck(&self) -> Result<FsckReport> {
         Ok(self.cache.fsck()?)

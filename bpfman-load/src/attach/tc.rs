@@ -29,10 +29,12 @@ impl Direction {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TcRequest {
+    /// The network interface.
     #[arg(long, value_name = "IFACE")]
     pub iface: String,
     #[arg(long, value_enum)]
     pub direction: Direction,
+    /// A network namespace: a name under /run/netns, or a path.
     #[arg(long, value_name = "NETNS")]
     pub netns: Option<PathBuf>,
     /// Attach a new dispatcher with clsact + cls_bpf even where tcx

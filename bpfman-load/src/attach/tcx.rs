@@ -19,10 +19,12 @@ use crate::kernel::{Feature, Interface, Kernel, KernelError, require};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TcxRequest {
+    /// The network interface.
     #[arg(long, value_name = "IFACE")]
     pub iface: String,
     #[arg(long, value_enum)]
     pub direction: Direction,
+    /// A network namespace: a name under /run/netns, or a path.
     #[arg(long, value_name = "NETNS")]
     pub netns: Option<PathBuf>,
     /// Run before every other tcx program on the hook.

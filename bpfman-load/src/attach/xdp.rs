@@ -21,6 +21,7 @@ use crate::kernel::{Feature, Interface, Kernel, KernelError, Sys, XdpMode};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct XdpRequest {
+    /// The network interface.
     #[arg(long, value_name = "IFACE")]
     pub iface: String,
     /// A network namespace: a name under /run/netns, or a path.
