@@ -217,6 +217,32 @@ fn a_crash_at_any_step_of_a_load_is_undone_or_kept_whole_by_reconciliation() {
 }
 
 #[test]
+fn a_crash_at_any_step_of_an_unload_leaves_the_program_or_nothing() {
+    let rig = Rig::new();
+    for (n, how) in (1..).flat_map(|n| [(n, Failure::Crash), (n, Failure::CrashAfter)]) {
+        let l = rig.loader();
+        let r = rig.load(&l, "tracepoint.bpfel.o")[0].clone();
+        l.attach(r.id, &tracepoint(), object).expect("attach");
+        let crashed = crash_at(&rig, n, how, |l| l.unload(r.id));
+        let l = rig.loader();
+        l.reconcile().expect("reconcile");
+        rig.assert_consistent(&l);
+        if !crashed {
+            assert!(l.state().all().expect("all").is_empty());
+            break;
+        }
+        // Whatever is left is whole, and unloads.
+        if l.state().get(r.id).expect("get").is_some() {
+            l.unload(r.id).expect("unload");
+        }
+        assert!(
+            rig.fake.pins(l.bpffs().root()).expect("pins").is_empty(),
+            "step {n} {how:?}"
+        );
+    }
+}
+
+#[test]
 fn a_direct_attach_pins_the_link_before_recording_it_and_undoes_it_on_failure() {
     let rig = Rig::new();
     let l = rig.loader();
