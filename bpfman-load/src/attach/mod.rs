@@ -2,8 +2,10 @@
 //! the library take), its checks, its kernel probe, its record in the
 //! state, and its kernel half (`sys`, with aya).
 //!
-//! Adding a hook is a new module here, a variant in [`AttachRequest`] and
-//! in [`Attachment`], and its section in docs/loader.md.
+//! Adding a hook touches only this directory and the docs: a new module,
+//! a variant in [`AttachRequest`] and in [`Attachment`], and its arms in
+//! the matches beside them here (its load call in [`sys_load`] among
+//! them); then its row in docs/loader.md.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -126,6 +128,43 @@ pub enum Route {
     Direct(Target, Attachment),
     /// A slot in a hook's dispatcher chain.
     Chain(ChainRequest),
+}
+
+/// Whether loading programs of `kind` needs the kernel's BTF.
+pub fn needs_btf(kind: SectionKind) -> bool {
+    tracing::fits(kind)
+}
+
+/// The kernel half of loading one program, by type (run by
+/// [`crate::kernel::Sys`]): the load call each hook's programs need.
+pub(crate) fn sys_load<'a>(
+    prog: &mut aya::programs::Program,
+    p: &crate::kernel::ProgramSpec<'a>,
+    btf: Option<&'a aya::Btf>,
+) -> Result<Result<(), aya::programs::ProgramError>, crate::kernel::KernelError> {
+    use aya::programs::Program;
+    Ok(match prog {
+        Program::Xdp(x) => x.load(),
+        Program::SchedClassifier(x) => x.load(),
+        Program::TracePoint(x) => x.load(),
+        Program::KProbe(x) => x.load(),
+        Program::UProbe(x) => x.load(),
+        Program::FEntry(x) => {
+            let (function, btf) = tracing::load_target(p, btf)?;
+            x.load(function, btf)
+        }
+        Program::FExit(x) => {
+            let (function, btf) = tracing::load_target(p, btf)?;
+            x.load(function, btf)
+        }
+        other => {
+            return Err(crate::kernel::KernelError::call(
+                "load program",
+                format!("'{}'", p.name),
+                format!("bpfman-load cannot load {:?} programs", other.prog_type()),
+            ));
+        }
+    })
 }
 
 /// What the request's module needs besides the kernel: the program and

@@ -9,8 +9,8 @@ use bpfman_image_spec::program::SectionKind;
 use serde::{Deserialize, Serialize};
 
 use super::{Attachment, Context, Route, Target};
-use crate::kernel::sys::{SysAttach, call_err};
-use crate::kernel::{Feature, Kernel, KernelError, require};
+use crate::kernel::sys::{SysAttach, call_err, tracing_kind};
+use crate::kernel::{Feature, Kernel, KernelError, ProgramSpec, require};
 
 /// fentry/fexit take no arguments: the section names the function.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -36,6 +36,29 @@ pub fn can_load<K: Kernel>(k: &K, kind: SectionKind, name: &str) -> Result<(), K
     require(k, Feature::KernelBtf, || {
         format!("cannot load {what} program '{name}'")
     })
+}
+
+/// What loading an fentry or fexit program takes: the function its
+/// section names, and the kernel's BTF.
+pub(super) fn load_target<'a>(
+    p: &ProgramSpec<'a>,
+    btf: Option<&'a aya::Btf>,
+) -> Result<(&'a str, &'a aya::Btf), KernelError> {
+    let kind = tracing_kind(p.kind);
+    let target = p.target.ok_or_else(|| {
+        KernelError::call(
+            "load program",
+            format!("'{}'", p.name),
+            format!(
+                "section '{}' does not name the kernel function to trace; write SEC(\"{kind}/<function>\")",
+                p.section
+            ),
+        )
+    })?;
+    let btf = btf.ok_or_else(|| {
+        KernelError::call("load program", format!("'{}'", p.name), "no kernel BTF")
+    })?;
+    Ok((target, btf))
 }
 
 pub(super) fn route<K: Kernel>(cx: &Context<'_, K>) -> Route {

@@ -116,7 +116,7 @@ pub(crate) fn load_error(e: ProgramError, kind: SectionKind, name: &str) -> Kern
     KernelError::call("load program", format!("'{name}'"), e)
 }
 
-fn tracing_kind(kind: SectionKind) -> &'static str {
+pub(crate) fn tracing_kind(kind: SectionKind) -> &'static str {
     if kind == SectionKind::Fexit {
         "fexit"
     } else {
@@ -200,8 +200,7 @@ impl LoadedObject for SysObject {
         p: &ProgramSpec<'_>,
         dir: &Path,
     ) -> Result<(ProgramId, PathBuf), KernelError> {
-        let tracing = matches!(p.kind, SectionKind::Fentry | SectionKind::Fexit);
-        if tracing && self.btf.is_none() {
+        if crate::attach::needs_btf(p.kind) && self.btf.is_none() {
             self.btf = Some(Btf::from_sys_fs().map_err(|e| {
                 KernelError::call("read the kernel's BTF", "(/sys/kernel/btf/vmlinux)", e)
             })?);
@@ -213,35 +212,7 @@ impl LoadedObject for SysObject {
                 "aya did not find it in the object",
             )
         })?;
-        let target = || {
-            p.target.ok_or_else(|| {
-                KernelError::call(
-                    "load program",
-                    format!("'{}'", p.name),
-                    format!(
-                        "section '{}' does not name the kernel function to trace; write SEC(\"{}/<function>\")",
-                        p.section,
-                        tracing_kind(p.kind)
-                    ),
-                )
-            })
-        };
-        let result = match prog {
-            Program::Xdp(x) => x.load(),
-            Program::SchedClassifier(x) => x.load(),
-            Program::TracePoint(x) => x.load(),
-            Program::KProbe(x) => x.load(),
-            Program::UProbe(x) => x.load(),
-            Program::FEntry(x) => x.load(target()?, self.btf.as_ref().expect("read above")),
-            Program::FExit(x) => x.load(target()?, self.btf.as_ref().expect("read above")),
-            other => {
-                return Err(KernelError::call(
-                    "load program",
-                    format!("'{}'", p.name),
-                    format!("bpfman-load cannot load {:?} programs", other.prog_type()),
-                ));
-            }
-        };
+        let result = crate::attach::sys_load(prog, p, self.btf.as_ref())?;
         result.map_err(|e| load_error(e, p.kind, p.name))?;
         let id = info(prog, p.name)?;
         let pin = dir.join(id.id.to_string());
