@@ -9,9 +9,9 @@
 #   sudo benches/dispatcher.sh
 #
 # Needs root, qemu-system-x86, busybox-static, cpio, bpftool, xdp-tools
-# (for the libxdp rows), and tests/vm/prepare.sh's kernel.
+# (for the libxdp rows), and tests/vm/prepare.sh's 6.12 kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests/vm/prepare.sh >/dev/null
+tests/vm/prepare.sh 6.12 >/dev/null
 BPFMAN_VM_FILTER=vmbench_ cargo test --quiet -p bpfman-tests --test integration \
-	vm::guest_tests_pass_in_a_vm -- --nocapture 2>&1 | sed -n 's/^BENCH //p'
+	vm::guest_tests_pass_on_linux_6_12 -- --exact --nocapture 2>&1 | sed -n 's/^BENCH //p'

@@ -971,7 +971,7 @@ fn a_second_load_shares_the_first_ones_maps() {
 }
 
 /// The host for a guest test, inside the VM only (elsewhere the test is a
-/// no-op: `vm::guest_tests_pass_in_a_vm` runs it in the VM).
+/// no-op: `vm::guest_tests_pass_on_linux_*` run it in the VMs).
 fn guest(test: &str) -> Option<Host> {
     crate::vm::in_guest().then(|| Host::new(test).expect("the VM has the tools"))
 }
@@ -996,7 +996,7 @@ fn fires(host: &Host, object: &str, hook: &[&str], times: u64, work: impl Fn()) 
 }
 
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_kprobe_and_kretprobe_fire() {
     let Some(host) = guest("guest_kprobe_and_kretprobe_fire") else {
         return;
@@ -1015,7 +1015,7 @@ fn guest_kprobe_and_kretprobe_fire() {
 }
 
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_fentry_and_fexit_fire() {
     let Some(host) = guest("guest_fentry_and_fexit_fire") else {
         return;
@@ -1101,8 +1101,24 @@ fn stats(rec: &[Value], map: &str) -> u64 {
     counter(&Host::map_pin(&rec[0], map))
 }
 
+/// The classic tc filters on the namespace's veth1, as bpftool shows them.
+fn tc_filters(ns: &Netns) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "bpftool", "net", "show", "dev", "veth1",
+        ])
+        .output()
+        .expect("bpftool net");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// tcx arrived in Linux 6.6; the VM tier boots kernels on both sides.
+fn guest_has_tcx() -> bool {
+    crate::vm::guest_kernel() >= (6, 6)
+}
+
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_xdp_dispatcher_runs_programs_in_priority_order() {
     let Some(host) = guest("guest_xdp_dispatcher_runs_programs_in_priority_order") else {
         return;
@@ -1161,7 +1177,7 @@ fn guest_xdp_dispatcher_runs_programs_in_priority_order() {
 }
 
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_tc_dispatcher_orders_ingress_and_egress() {
     let Some(host) = guest("guest_tc_dispatcher_orders_ingress_and_egress") else {
         return;
@@ -1188,6 +1204,19 @@ fn guest_tc_dispatcher_orders_ingress_and_egress() {
         &["--direction", "ingress", "--priority", "20"],
     );
     chain(&host, &ns, &eg, "tc", &["--direction", "egress"]);
+    // Without tcx (6.1) the dispatchers sit in cls_bpf filters under
+    // clsact, for real; with it, nothing classic is there.
+    let shown = tc_filters(&ns);
+    if guest_has_tcx() {
+        assert!(!shown.contains("tc_dispatcher"), "{shown}");
+    } else {
+        assert!(
+            shown.contains("clsact/ingress")
+                && shown.contains("clsact/egress")
+                && shown.matches("tc_dispatcher").count() == 2,
+            "{shown}"
+        );
+    }
     assert!(ns.ping(3));
     assert!(stats(&x, m) >= 3);
     assert_eq!(stats(&y, m), 0, "y ran after x's ok");
@@ -1216,8 +1245,46 @@ fn guest_tc_dispatcher_orders_ingress_and_egress() {
     host.assert_clean();
 }
 
+/// tcx works from Linux 6.6; before, attaching says which kernel has it,
+/// and leaves nothing.
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
+fn guest_tcx_attaches_or_names_the_kernel_that_has_it() {
+    let Some(host) = guest("guest_tcx_attaches_or_names_the_kernel_that_has_it") else {
+        return;
+    };
+    let ns = Netns::new("gtcx", 18);
+    let rec = host.load_file("tcx.bpfel.o", &["--program", "tcx_ingress"]);
+    let args = ["--direction", "ingress"];
+    if guest_has_tcx() {
+        chain(&host, &ns, &rec, "tcx", &args);
+        assert!(ns.ping(2));
+        assert!(stats(&rec, "tcx_ingress_map") >= 2);
+    } else {
+        let pins = host.pins();
+        let id = rec[0]["id"].to_string();
+        let out = host
+            .run(&[
+                "attach",
+                &id,
+                "tcx",
+                "--iface",
+                "veth1",
+                "--netns",
+                &ns.name,
+                "--direction",
+                "ingress",
+            ])
+            .fails_with("has no tcx: tcx links need Linux 6.6 or later");
+        assert!(out.stderr.contains("attach ID tc"), "{}", out.stderr);
+        assert_eq!(host.pins(), pins, "a refused attach left pins");
+    }
+    host.unload(&rec);
+    host.assert_clean();
+}
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_an_eleventh_program_is_refused() {
     let Some(host) = guest("guest_an_eleventh_program_is_refused") else {
         return;
@@ -1249,7 +1316,7 @@ fn guest_an_eleventh_program_is_refused() {
 }
 
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_a_hundred_swaps_under_traffic_drop_nothing() {
     let Some(host) = guest("guest_a_hundred_swaps_under_traffic_drop_nothing") else {
         return;
@@ -1302,7 +1369,7 @@ fn guest_a_hundred_swaps_under_traffic_drop_nothing() {
 }
 
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_kill_9_mid_update_leaves_old_or_new_chain() {
     let Some(host) = guest("guest_kill_9_mid_update_leaves_old_or_new_chain") else {
         return;
@@ -1350,7 +1417,7 @@ fn guest_kill_9_mid_update_leaves_old_or_new_chain() {
 }
 
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_two_loaders_at_once_both_join_the_chain() {
     let Some(host) = guest("guest_two_loaders_at_once_both_join_the_chain") else {
         return;
@@ -1514,21 +1581,13 @@ fn vmbench_dispatcher_per_packet() {
 }
 
 #[test]
-#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_in_a_vm)"]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
 fn guest_tc_dispatcher_on_clsact_where_there_is_no_tcx() {
     let Some(host) = guest("guest_tc_dispatcher_on_clsact_where_there_is_no_tcx") else {
         return;
     };
     let ns = Netns::new("gcls", 17);
-    let filters = || {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &ns.name, "bpftool", "net", "show", "dev", "veth1",
-            ])
-            .output()
-            .expect("bpftool net");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let filters = || tc_filters(&ns);
     // --clsact forces what kernels before 6.6 get: clsact + cls_bpf.
     let x = host.load_file("tc_libbpf.bpfel.o", &[]);
     let y = host.load_file("tc_libbpf.bpfel.o", &[]);

@@ -1,8 +1,11 @@
 //! The VM tier: what the host kernel refuses (kprobes, fentry, freplace)
 //! runs on a real kernel under qemu.
 //!
-//! `tests/vm/prepare.sh` (run by `.ci/run`) puts Debian 12's 6.12 cloud
-//! kernel and the modules the tests need in `target/vm/`. Each boot here
+//! `tests/vm/prepare.sh` (run by `.ci/run`) puts Debian 12's two kernel
+//! lines, 6.12 and its own 6.1, with the modules the tests need, in
+//! `target/vm/<line>/`. Every guest test runs on both: one boot per kernel
+//! runs them all (a guest test that a kernel cannot run says so in its
+//! code, and checks the refusal instead). Each boot here
 //! builds an initramfs holding busybox, this very test binary, the
 //! `bpfman-load` under test, `ip`, `bpftool` and `ping`, the shared
 //! libraries `ldd` lists for them, and `testdata/`, every file at the same
@@ -33,13 +36,13 @@ pub struct GuestRun {
     pub console: String,
 }
 
-fn vm_dir() -> PathBuf {
-    repo_root().join("target/vm")
+fn vm_dir(line: &str) -> PathBuf {
+    repo_root().join("target/vm").join(line)
 }
 
 /// True when the kernel and qemu are there; otherwise skips (CI fails).
-pub fn available(test: &str) -> bool {
-    let ready = vm_dir().join("vmlinuz").exists()
+pub fn available(test: &str, line: &str) -> bool {
+    let ready = vm_dir(line).join("vmlinuz").exists()
         && Command::new("qemu-system-x86_64")
             .arg("--version")
             .output()
@@ -48,7 +51,9 @@ pub fn available(test: &str) -> bool {
     ready
         || skip(
             test,
-            "no VM kernel: run tests/vm/prepare.sh (needs qemu-system-x86, busybox-static, cpio)",
+            &format!(
+                "no {line} VM kernel: run tests/vm/prepare.sh (needs qemu-system-x86, busybox-static, cpio)"
+            ),
         )
 }
 
@@ -116,9 +121,9 @@ echo "BPFMAN-VM-EXIT=$?"
 poweroff -f
 "#;
 
-/// Boots the VM and runs the guest tests matching `filter` (a libtest
-/// filter over this binary's tests) in it.
-pub fn run_guest(filter: &str, timeout: Duration) -> GuestRun {
+/// Boots the VM on kernel `line` and runs the guest tests matching
+/// `filter` (a libtest filter over this binary's tests) in it.
+pub fn run_guest(line: &str, filter: &str, timeout: Duration) -> GuestRun {
     let dir = TempDir::new().expect("tmp");
     let root = dir.path().join("root");
     for d in ["bin", "sbin", "lib/modules", "etc", "var"] {
@@ -150,7 +155,7 @@ pub fn run_guest(filter: &str, timeout: Duration) -> GuestRun {
         &testdata,
         &root.join(testdata.strip_prefix("/").expect("absolute")),
     );
-    copy_tree(&vm_dir().join("modules"), &root.join("lib/modules"));
+    copy_tree(&vm_dir(line).join("modules"), &root.join("lib/modules"));
     let init = INIT
         .replace("@REPO@", &repo_root().display().to_string())
         .replace("@TEST@", &exe.display().to_string())
@@ -181,7 +186,7 @@ pub fn run_guest(filter: &str, timeout: Duration) -> GuestRun {
             "-no-reboot",
         ])
         .arg("-kernel")
-        .arg(vm_dir().join("vmlinuz"))
+        .arg(vm_dir(line).join("vmlinuz"))
         .arg("-initrd")
         .arg(&initrd)
         .args(["-append", "console=ttyS0 panic=-1 quiet"])
@@ -223,9 +228,28 @@ pub fn in_guest() -> bool {
     std::env::var_os("BPFMAN_IN_VM").is_some()
 }
 
+/// The guest's kernel release, as (major, minor).
+pub fn guest_kernel() -> (u32, u32) {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release.trim().split(['.', '-']);
+    let mut next = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (next(), next())
+}
+
 #[test]
-fn guest_tests_pass_in_a_vm() {
-    if !available("guest_tests_pass_in_a_vm") {
+fn guest_tests_pass_on_linux_6_12() {
+    guest_tests_pass("6.12");
+}
+
+#[test]
+fn guest_tests_pass_on_linux_6_1() {
+    guest_tests_pass("6.1");
+}
+
+/// Boots kernel `line` once and runs every guest test in that boot.
+fn guest_tests_pass(line: &str) {
+    let test = format!("guest_tests_pass_on_linux_{}", line.replace('.', "_"));
+    if !available(&test, line) {
         return;
     }
     // BPFMAN_VM_FILTER narrows the guest tests (a libtest filter), for
@@ -237,12 +261,16 @@ fn guest_tests_pass_in_a_vm() {
     } else {
         filter.clone()
     };
-    let run = run_guest(&args, Duration::from_secs(1800));
+    let run = run_guest(line, &args, Duration::from_secs(1800));
     assert!(
-        run.console.contains("BPFMAN-VM-START 6."),
-        "the VM did not reach the tests"
+        run.console.contains(&format!("BPFMAN-VM-START {line}.")),
+        "the VM did not reach the tests on {line}"
     );
-    assert_eq!(run.status, Some(0), "guest tests failed (console above)");
+    assert_eq!(
+        run.status,
+        Some(0),
+        "guest tests failed on {line} (console above)"
+    );
     let passed: usize = run
         .console
         .lines()
@@ -260,5 +288,5 @@ fn guest_tests_pass_in_a_vm() {
         .filter(|l| l.ends_with(": test"))
         .count();
     assert!(expected >= 1, "no guest test matches '{filter}'");
-    assert_eq!(passed, expected, "guest tests that passed");
+    assert_eq!(passed, expected, "guest tests that passed on {line}");
 }
