@@ -21,7 +21,9 @@ use crate::dispatcher::{
     self, ChainHook, DEFAULT_PRIORITY, DispatcherRecord, HookAttachment, SLOTS, Slot, action_names,
     order,
 };
-use crate::kernel::{ExtensionSpec, Feature, Interface, Kernel, Support, Undo, XdpMode, fault};
+use crate::kernel::{
+    ExtensionSpec, Feature, Interface, Kernel, KernelError, Support, Undo, XdpMode, fault,
+};
 use crate::loader::{parse_global, record};
 use crate::sections;
 use crate::state::{Attachment, LinkRecord, ProgramRecord, State};
@@ -286,7 +288,14 @@ impl<'a, K: Kernel> Chain<'a, K> {
         });
         let plan = plan_add(Some(&base), slot, &req.interface)?;
         let done = self
-            .rebuild(&base, plan, Some(joining), req.xdp_mode)?
+            .rebuild(&base, plan, Some(joining), req.xdp_mode)
+            .map_err(|e| match e.downcast::<KernelError>() {
+                Ok(k) if k.not_supported() == Some(Feature::Freplace) => {
+                    anyhow!(k.instead(req.hook.without_freplace()))
+                }
+                Ok(k) => anyhow!(k),
+                Err(e) => e,
+            })?
             .ok_or_else(|| anyhow!("the dispatcher vanished while adding to it"))?;
         record_of(self.state, id)?
             .links

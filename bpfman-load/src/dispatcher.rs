@@ -65,6 +65,19 @@ impl ChainHook {
         }
     }
 
+    /// What works on a kernel that refuses freplace, for a program of
+    /// this hook.
+    pub fn without_freplace(self) -> &'static str {
+        match self {
+            Self::Xdp => {
+                "On this kernel use 'attach ID xdp --exclusive' (one XDP program owns the interface)."
+            }
+            Self::TcIngress | Self::TcEgress => {
+                "On this kernel use 'attach ID tcx' (tcx orders many TC programs natively, Linux 6.6+)."
+            }
+        }
+    }
+
     /// The dispatcher's function name in its object.
     pub fn program(self) -> &'static str {
         match self {

@@ -1054,25 +1054,45 @@ fn the_dispatcher_on_a_kernel_without_freplace_says_what_works() {
     }
     let ns = Netns::new("nofr", 8);
     let rec = host.load_file("xdp_counter.bpfel.o", &[]);
+    let tc = host.load_file("tc_libbpf.bpfel.o", &[]);
     let id = rec[0]["id"].to_string();
     let pins = host.pins();
-    let out = host.run(&[
-        "attach", &id, "xdp", "--iface", "veth1", "--netns", &ns.name,
-    ]);
-    if out.status == 0 {
-        // A kernel that allows freplace: the dispatcher works here too.
-        host.run(&["detach", out.stdout.trim()]).ok();
-    } else {
+    let dispatchers = || {
+        fs::read_dir(host.ours().join("dispatchers"))
+            .expect("dispatchers")
+            .count()
+    };
+    // The advice fits the program's type: --exclusive for XDP, tcx for TC.
+    for (id, hook, fits, not) in [
+        (id.as_str(), &["xdp"][..], "xdp --exclusive", "tcx"),
+        (
+            &tc[0]["id"].to_string(),
+            &["tc", "--direction", "ingress"][..],
+            "attach ID tcx",
+            "--exclusive",
+        ),
+    ] {
+        let mut args = vec!["attach", id];
+        args.extend_from_slice(hook);
+        args.extend_from_slice(&["--iface", "veth1", "--netns", &ns.name]);
+        let out = host.run(&args);
+        if out.status == 0 {
+            // A kernel that allows freplace: the dispatcher works here too.
+            host.run(&["detach", out.stdout.trim()]).ok();
+            continue;
+        }
         assert!(
             out.stderr.contains("freplace")
-                && out.stderr.contains("--exclusive")
-                && out.stderr.contains("tcx"),
+                && out.stderr.contains(fits)
+                && !out.stderr.contains(not),
             "{}",
             out.stderr
         );
         assert_eq!(host.pins(), pins, "a refused dispatcher left pins");
+        assert_eq!(dispatchers(), 0, "a refused dispatcher left a directory");
         assert!(!ns.link_show("veth1").contains("prog/xdp"));
     }
+    host.unload(&tc);
     host.attach(
         &rec[0]["id"],
         &[

@@ -85,6 +85,7 @@ impl SysAttach for KprobeAttachment {
             feature: Feature::PerfLink,
             kernel: Kernel::release(&Sys),
             subject: "kprobe".into(),
+            instead: None,
         })
     }
 }

@@ -81,6 +81,7 @@ impl SysAttach for TracepointAttachment {
             feature: Feature::PerfLink,
             kernel: Kernel::release(&Sys),
             subject: "tracepoint".into(),
+            instead: None,
         })
     }
 }

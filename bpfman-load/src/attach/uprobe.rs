@@ -111,6 +111,7 @@ impl SysAttach for UprobeAttachment {
             feature: Feature::PerfLink,
             kernel: Kernel::release(&Sys),
             subject: "uprobe".into(),
+            instead: None,
         })
     }
 }

@@ -125,6 +125,7 @@ impl SysAttach for XdpTarget {
                 feature: Feature::XdpLink,
                 kernel: crate::kernel::Kernel::release(&Sys),
                 subject: at.name.clone(),
+                instead: None,
             })
         })
     }

@@ -521,6 +521,14 @@ impl Kernel for Fake {
         link: &Path,
     ) -> Result<ProgramId, KernelError> {
         self.effect(&format!("load_extension {} prog{slot}", spec.name), || {
+            if self.probe(Feature::Freplace) == Support::No {
+                return Err(KernelError::NotSupported {
+                    feature: Feature::Freplace,
+                    kernel: self.release(),
+                    subject: format!("'{}'", spec.name),
+                    instead: None,
+                });
+            }
             let target = self.program_id(dispatcher)?;
             let id = self.id();
             self.put(

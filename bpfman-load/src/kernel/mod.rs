@@ -340,7 +340,7 @@ impl Feature {
                 "the kernel ({kernel}) refused to load {subject} (EPERM, before the verifier ran): it does not allow BPF tracing programs here. This is what kernel lockdown does (integrity or confidentiality mode), or a kernel without BPF trampolines; fentry/fexit need {since} or later without lockdown. Use a tracepoint or a kprobe instead, or run on a kernel that allows fentry."
             ),
             Self::Freplace => format!(
-                "the kernel ({kernel}) refused to load {subject} as an extension program (BPF_PROG_TYPE_EXT, freplace): EPERM before the verifier ran, which is what kernel lockdown does. The multi-program dispatcher needs freplace ({since}+ without lockdown). On this kernel use what works: 'attach ID xdp --exclusive' (one XDP program owns the interface) or 'attach ID tcx' (tcx orders many TC programs natively, Linux 6.6+)."
+                "the kernel ({kernel}) refused to load {subject} as an extension program (BPF_PROG_TYPE_EXT, freplace): EPERM before the verifier ran, which is what kernel lockdown does. The multi-program dispatcher needs freplace ({since}+ without lockdown)."
             ),
             Self::XdpLink => format!(
                 "this kernel ({kernel}) attached XDP through netlink, which cannot be pinned; bpfman-load needs XDP bpf_links ({since} or later)"
@@ -364,12 +364,15 @@ impl fmt::Display for Feature {
 pub enum KernelError {
     /// The kernel lacks a feature; the message names the first kernel
     /// that has it and what to do instead.
-    #[error("{}", .feature.explain(.kernel, .subject))]
+    #[error("{}{}", .feature.explain(.kernel, .subject), .instead.as_deref().map(|i| format!(" {i}")).unwrap_or_default())]
     NotSupported {
         feature: Feature,
         kernel: String,
         /// What needed it ("kprobe program 'x'").
         subject: String,
+        /// What to do instead, where that depends on more than the
+        /// feature (the program's type, say).
+        instead: Option<String>,
     },
     /// The verifier refused a program; its log is kept whole.
     #[error("the kernel's verifier rejected program '{program}' ({errno}); its log:\n{log}")]
@@ -455,6 +458,25 @@ impl KernelError {
         }
     }
 
+    /// The same error, saying what to do instead where it is a missing
+    /// feature.
+    pub fn instead(self, advice: impl Into<String>) -> Self {
+        match self {
+            Self::NotSupported {
+                feature,
+                kernel,
+                subject,
+                ..
+            } => Self::NotSupported {
+                feature,
+                kernel,
+                subject,
+                instead: Some(advice.into()),
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn call(
         call: &'static str,
         what: impl Into<String>,
@@ -488,6 +510,7 @@ pub fn require<K: Kernel + ?Sized>(
             feature,
             kernel: k.release(),
             subject: subject(),
+            instead: None,
         }),
         Support::Yes | Support::Unknown => Ok(()),
     }

@@ -95,6 +95,7 @@ pub(crate) fn load_error(e: ProgramError, kind: SectionKind, name: &str) -> Kern
                     } else {
                         format!("'{name}'")
                     },
+                    instead: None,
                 },
                 None => KernelError::PermissionDenied {
                     program: name.to_string(),
@@ -596,6 +597,7 @@ impl Kernel for Sys {
                         feature: Feature::XdpLink,
                         kernel: self.release(),
                         subject: at.name.clone(),
+                        instead: None,
                     })
                 }
                 ChainHook::TcIngress | ChainHook::TcEgress => {
@@ -615,6 +617,7 @@ impl Kernel for Sys {
                         feature: Feature::Tcx,
                         kernel: self.release(),
                         subject: at.name.clone(),
+                        instead: None,
                     })
                 }
             }

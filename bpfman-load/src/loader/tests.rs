@@ -688,6 +688,45 @@ fn tc_chains_use_clsact_where_the_kernel_has_no_tcx() {
 }
 
 #[test]
+fn a_kernel_without_freplace_gets_advice_for_the_program_type_and_keeps_nothing() {
+    let rig = Rig::new();
+    rig.fake.without(Feature::Freplace);
+    let l = rig.loader();
+    let x = rig.load(&l, "xdp_counter.bpfel.o")[0].id;
+    let t = rig.load(&l, "tc_libbpf.bpfel.o")[0].id;
+    let before = rig.fake.pin_set();
+    let tc = AttachRequest::Tc(TcRequest {
+        iface: "veth1".into(),
+        direction: Direction::Egress,
+        netns: None,
+        clsact: false,
+        chain: ChainArgs::default(),
+    });
+    for (id, req, fits, not) in [
+        (x, xdp(1), "xdp --exclusive", "tcx"),
+        (t, tc, "attach ID tcx", "--exclusive"),
+    ] {
+        let err = l.attach(id, &req, object).expect_err("refused");
+        let k = err.downcast_ref::<KernelError>().expect("kernel error");
+        assert_eq!(k.not_supported(), Some(Feature::Freplace));
+        let msg = err.to_string();
+        assert!(msg.contains(fits) && !msg.contains(not), "{msg}");
+        assert_eq!(rig.fake.pin_set(), before);
+        let dispatchers = l.bpffs().root().join("dispatchers");
+        let left: Vec<PathBuf> = rig
+            .fake
+            .world()
+            .dirs
+            .iter()
+            .filter(|d| d.starts_with(&dispatchers) && **d != dispatchers)
+            .cloned()
+            .collect();
+        assert!(left.is_empty(), "a refused attach left {left:?}");
+        assert!(l.state().dispatchers().expect("d").is_empty());
+    }
+}
+
+#[test]
 fn missing_features_are_refused_before_anything_is_loaded() {
     let rig = Rig::new();
     rig.fake
