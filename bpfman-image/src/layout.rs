@@ -270,8 +270,18 @@ pub fn write_image(
     };
     if empty {
         // rename(2) replaces an empty directory, so both cases are atomic.
-        return create_layout(dir, entry, blobs);
+        match create_layout(dir, entry.clone(), blobs) {
+            // Another writer made the layout first: add to it instead.
+            Err(LayoutError::Io { source, .. }) if dir_filled(&source) => {}
+            done => return done,
+        }
     }
+    if !dir.join(MARKER).exists() {
+        return Err(LayoutError::NotALayout { path: dir.into() });
+    }
+    // Writers take turns: the index is read, changed and replaced under an
+    // exclusive lock on the layout directory, so no writer's tag is lost.
+    let _lock = lock_dir(dir)?;
     let layout = Layout::open(dir)?;
     let mut index = layout.index.clone();
     if let Some(existing) = index
@@ -310,6 +320,24 @@ pub fn write_image(
         return Err(e);
     }
     Ok(WriteOutcome::Updated)
+}
+
+/// True for the error rename(2) gives when the target directory is not
+/// (any longer) empty.
+fn dir_filled(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+    )
+}
+
+/// An exclusive lock (flock) on a layout directory, held until dropped.
+/// Locking the directory itself leaves nothing in the layout, and it stays
+/// the same inode while `index.json` is replaced.
+fn lock_dir(dir: &Path) -> Result<fs::File, LayoutError> {
+    let f = fs::File::open(dir).map_err(io_err("open", dir))?;
+    f.lock().map_err(io_err("lock", dir))?;
+    Ok(f)
 }
 
 fn blobs_present(dir: &Path, blobs: &[&[u8]]) -> bool {

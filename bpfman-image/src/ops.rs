@@ -15,7 +15,7 @@ use bpfman_trust::verdict::Verdict;
 use crate::builder::Built;
 use crate::content::ImageContent;
 use crate::layout::{self, LayoutError, WriteOutcome};
-use crate::reference::{LayoutRef, valid_tag};
+use crate::reference::{ImageRef, LayoutRef, valid_tag};
 use crate::registry::Progress;
 use crate::signing::{self, Resolved, SignError, Store};
 use crate::store::{ImageStore, StoreError};
@@ -50,6 +50,10 @@ pub enum OpError {
         "'{tag}' is not a valid tag: use up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
     )]
     BadTag { tag: String },
+    #[error(
+        "'{tag}' is the tag of a signature or attestation (sha256-<hex>[.sig|.att|.sbom]); those are written by sign, not by hand"
+    )]
+    SignatureTag { tag: String },
     #[error("cannot write {reference}")]
     Write {
         reference: String,
@@ -93,6 +97,7 @@ pub fn write_built(
     force: bool,
 ) -> Result<(String, WriteOutcome), OpError> {
     let tag = target.tag_or_default();
+    check_tag(tag)?;
     let outcome = layout::write_image(&target.dir, tag, &built.top, &built.blobs(), force)
         .map_err(|source| OpError::Write {
             reference: format!("oci:{}:{tag}", target.dir.display()),
@@ -102,12 +107,32 @@ pub fn write_built(
     Ok((pinned, outcome))
 }
 
+/// Refuses tags only signing may write.
+fn check_tag(tag: &str) -> Result<(), OpError> {
+    if !valid_tag(tag) {
+        return Err(OpError::BadTag { tag: tag.into() });
+    }
+    if cosign::is_artifact_tag(tag) {
+        return Err(OpError::SignatureTag { tag: tag.into() });
+    }
+    Ok(())
+}
+
+/// The tag a write to `store` would set, checked.
+fn check_destination(store: &ImageStore) -> Result<(), OpError> {
+    match store.reference() {
+        ImageRef::Layout(l) => check_tag(l.tag_or_default()),
+        ImageRef::Registry(r) => r.tag.as_deref().map_or(Ok(()), check_tag),
+    }
+}
+
 /// Pushes a built image to the store (a registry repository, usually).
 pub async fn push_built(
     built: &Built,
     dst: &ImageStore,
     progress: Arc<dyn Progress>,
 ) -> Result<String, OpError> {
+    check_destination(dst)?;
     Ok(dst
         .write(&ImageContent::from_built(built), progress)
         .await?)
@@ -130,6 +155,7 @@ pub async fn copy(
     signatures: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<Copied, OpError> {
+    check_destination(dst)?;
     let image = src.read(progress.as_ref()).await?;
     let written = dst.write(&image.content, progress).await?;
     let signatures = if signatures {
@@ -149,11 +175,13 @@ pub async fn copy(
 }
 
 /// Gives the store's image more tags, in the same layout or repository.
-pub async fn tag(store: &ImageStore, tags: &[String]) -> Result<Vec<String>, OpError> {
-    if let Some(bad) = tags.iter().find(|t| !valid_tag(t)) {
-        return Err(OpError::BadTag { tag: bad.clone() });
+/// A tag that names another image is refused unless `force`; tags only
+/// signing may write are always refused.
+pub async fn tag(store: &ImageStore, tags: &[String], force: bool) -> Result<Vec<String>, OpError> {
+    for t in tags {
+        check_tag(t)?;
     }
-    Ok(store.tag(tags).await?)
+    Ok(store.tag(tags, force).await?)
 }
 
 /// A signature written.

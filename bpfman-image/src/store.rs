@@ -64,6 +64,13 @@ pub enum StoreError {
         #[source]
         source: RegistryError,
     },
+    #[error(
+        "{reference} already names a different image ({existing}); pass --force to move the tag, or choose another"
+    )]
+    TagTaken {
+        reference: String,
+        existing: bpfman_image_spec::digest::Digest,
+    },
     #[error("cannot resolve {reference}")]
     Resolve {
         reference: String,
@@ -237,8 +244,9 @@ impl ImageStore {
     }
 
     /// Tags the image with `tags`, in the same layout or repository;
-    /// returns each new reference pinned to the digest.
-    pub async fn tag(&self, tags: &[String]) -> Result<Vec<String>, StoreError> {
+    /// returns each new reference pinned to the digest. A tag that names
+    /// another image is refused unless `force`.
+    pub async fn tag(&self, tags: &[String], force: bool) -> Result<Vec<String>, StoreError> {
         let reference = self.reference().to_string();
         let mut out = Vec::new();
         match self {
@@ -255,7 +263,7 @@ impl ImageStore {
                     }
                 })?;
                 for t in tags {
-                    layout::write_image(&l.dir, t, &content.top, &content.blobs(), true).map_err(
+                    layout::write_image(&l.dir, t, &content.top, &content.blobs(), force).map_err(
                         |source| StoreError::Write {
                             reference: format!("oci:{}:{t}", l.dir.display()),
                             source,
@@ -275,6 +283,15 @@ impl ImageStore {
                 };
                 let top = reg.get_manifest(at, None).await.map_err(err)?;
                 for t in tags {
+                    if !force
+                        && let Some(old) = reg.find_manifest(at, t).await.map_err(err)?
+                        && old.descriptor.digest != top.descriptor.digest
+                    {
+                        return Err(StoreError::TagTaken {
+                            reference: at.with_tag(t).to_string(),
+                            existing: old.descriptor.digest,
+                        });
+                    }
                     reg.put_manifest(at, t, &top.descriptor, &top.bytes)
                         .await
                         .map_err(|source| StoreError::Tag {

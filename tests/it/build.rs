@@ -467,3 +467,104 @@ fn generate_build_args_for_bpfmans_containerfile() {
     );
     image(&["generate-build-args", "--object", &obj("bad/x86_64.o")]).fails_with("x86_64.o");
 }
+
+/// Regression: eight builds into one layout at once all exited 0 while
+/// index.json kept one to three of their tags. Writers now take turns on a
+/// lock, and every tag reported is there.
+#[test]
+fn concurrent_builds_into_one_layout_keep_every_tag() {
+    let dir = TempDir::new().expect("tmp");
+    let objects = ["bpf/xdp_pass.bpfel.o", "bpf/xdp_drop.bpfel.o"];
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            std::process::Command::new(image_bin())
+                .args([
+                    "build",
+                    "--quiet",
+                    "--object",
+                    &obj(objects[i % 2]),
+                    "--output",
+                    &layout(&dir, "img", &format!("t{i}")),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().expect("build");
+        assert!(
+            out.status.success(),
+            "build {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let index: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("img/index.json")).expect("index"))
+            .expect("json");
+    let mut tags: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"]);
+    for t in &tags {
+        inspect_json(&layout(&dir, "img", t));
+    }
+}
+
+/// Regression: `tag` overwrote an existing tag silently, a cosign
+/// signature tag included, so a signed image stopped verifying.
+#[test]
+fn tag_refuses_to_move_a_tag_without_force_and_signature_tags_at_all() {
+    let dir = TempDir::new().expect("tmp");
+    let a = layout(&dir, "img", "a");
+    let b = layout(&dir, "img", "b");
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_pass.bpfel.o"),
+        "--output",
+        &a,
+    ])
+    .ok();
+    let db = digest_of(
+        &image(&[
+            "build",
+            "--object",
+            &obj("bpf/xdp_drop.bpfel.o"),
+            "--output",
+            &b,
+        ])
+        .ok()
+        .stdout,
+    );
+    let index = dir.path().join("img/index.json");
+    let before = fs::read(&index).expect("index");
+    image(&["tag", &a, "b"]).fails_with("pass --force");
+    assert_eq!(fs::read(&index).expect("index"), before, "nothing changed");
+    assert_eq!(inspect_json(&b)["digest"], db.as_str());
+    // The same image again is no change; --force moves the tag.
+    image(&["tag", &b, "b"]).ok();
+    let moved = image(&["tag", "--force", &a, "b"]).ok();
+    assert_eq!(inspect_json(&b)["digest"], inspect_json(&a)["digest"]);
+    assert!(moved.stdout.contains(":b@sha256:"), "{}", moved.stdout);
+
+    let sig = format!("sha256-{}.sig", "ab".repeat(32));
+    for bad in [sig.clone(), format!("sha256-{}", "cd".repeat(32))] {
+        let before = fs::read(&index).expect("index");
+        image(&["tag", "--force", &a, &bad]).fails_with("written by sign, not by hand");
+        image(&[
+            "build",
+            "--object",
+            &obj("bpf/xdp_pass.bpfel.o"),
+            "--output",
+            &layout(&dir, "img", &bad),
+        ])
+        .fails_with("written by sign, not by hand");
+        assert_eq!(fs::read(&index).expect("index"), before);
+    }
+}

@@ -183,6 +183,9 @@ struct TagArgs {
     /// The new tags, in the same layout or repository.
     #[arg(required = true, value_name = "TAG")]
     tags: Vec<String>,
+    /// Move a tag that names another image.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     transport: TransportArgs,
 }
@@ -402,7 +405,7 @@ fn tag(args: TagArgs) -> Result<()> {
     let opts = args.transport.options()?;
     let tagged = runtime()?.block_on(async {
         let store = ImageStore::open(&args.source, &opts).await?;
-        Ok::<_, anyhow::Error>(ops::tag(&store, &args.tags).await?)
+        Ok::<_, anyhow::Error>(ops::tag(&store, &args.tags, args.force).await?)
     })?;
     let mut out = io::stdout().lock();
     for t in tagged {
