@@ -187,7 +187,7 @@ impl Layout {
             });
         }
         let path = self.blob_path(&desc.digest);
-        let bytes = fs::read(&path).map_err(|source| {
+        let bytes = read_regular(&path, desc.size).map_err(|source| {
             if source.kind() == io::ErrorKind::NotFound {
                 LayoutError::MissingBlob {
                     dir: self.dir.clone(),
@@ -213,6 +213,117 @@ impl Layout {
         }
         Ok(bytes)
     }
+}
+
+/// What [`fsck`] found in a layout.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct FsckReport {
+    /// Blob files read and hashed.
+    pub blobs_checked: usize,
+    /// Blob files whose bytes do not hash to their name, or that are not
+    /// regular files, with what is wrong.
+    pub corrupt: Vec<(PathBuf, String)>,
+    /// Blobs a tagged image needs that are missing or damaged, with the
+    /// tag that needs them.
+    pub broken: Vec<(String, Digest)>,
+    /// Blob files nothing tagged reaches (left by untagging; harmless).
+    pub unreferenced: Vec<PathBuf>,
+    /// Damaged files removed (with `repair`).
+    pub removed: Vec<PathBuf>,
+}
+
+impl FsckReport {
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.broken.is_empty()
+    }
+}
+
+/// Checks a layout: every blob file hashes to its name and is a regular
+/// file, and every tag's image (manifests, configs, layers, index
+/// entries) is whole. With `repair`, damaged blob files are removed, so
+/// that the next write of the same content puts good ones back.
+pub fn fsck(dir: &Path, repair: bool) -> Result<FsckReport, LayoutError> {
+    let layout = Layout::open(dir)?;
+    let _lock = lock_dir(dir)?;
+    let mut report = FsckReport::default();
+    let blobs = dir.join("blobs").join("sha256");
+    let mut good = std::collections::BTreeSet::new();
+    let entries = match fs::read_dir(&blobs) {
+        Ok(e) => e
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io_err("list", &blobs))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err("list", &blobs)(e)),
+    };
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") {
+            continue;
+        }
+        report.blobs_checked += 1;
+        let problem = match fs::symlink_metadata(&path) {
+            Ok(m) if !m.file_type().is_file() => Some("not a regular file".to_string()),
+            Ok(m) => match read_regular(&path, m.len()) {
+                Ok(bytes) if Digest::of(&bytes).hex() == name => None,
+                Ok(bytes) => Some(format!("its bytes hash to {}", Digest::of(&bytes))),
+                Err(e) => Some(format!("unreadable: {e}")),
+            },
+            Err(e) => Some(format!("unreadable: {e}")),
+        };
+        match problem {
+            None => {
+                good.insert(name);
+            }
+            Some(why) => {
+                if repair {
+                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                    report.removed.push(path.clone());
+                }
+                report.corrupt.push((path, why));
+            }
+        }
+    }
+    // Walk every tag's image from the index.
+    let mut reached = std::collections::BTreeSet::new();
+    for top in &layout.index.manifests {
+        let tag = ref_name(top).unwrap_or("<untagged>").to_string();
+        let mut stack = vec![top.clone()];
+        while let Some(desc) = stack.pop() {
+            reached.insert(desc.digest.hex().to_string());
+            let whole = good.contains(desc.digest.hex())
+                && fs::metadata(layout.blob_path(&desc.digest)).is_ok_and(|m| m.len() == desc.size);
+            if !whole {
+                report.broken.push((tag.clone(), desc.digest.clone()));
+                continue;
+            }
+            if media::is_manifest(&desc.media_type) || media::is_index(&desc.media_type) {
+                let Ok(bytes) = layout.read_blob(&desc) else {
+                    report.broken.push((tag.clone(), desc.digest.clone()));
+                    continue;
+                };
+                if let Ok(m) =
+                    serde_json::from_slice::<bpfman_image_spec::oci::ImageManifest>(&bytes)
+                    && media::is_manifest(&desc.media_type)
+                {
+                    stack.push(m.config);
+                    stack.extend(m.layers);
+                } else if let Ok(i) =
+                    serde_json::from_slice::<bpfman_image_spec::oci::ImageIndex>(&bytes)
+                {
+                    stack.extend(i.manifests);
+                } else {
+                    report.broken.push((tag.clone(), desc.digest.clone()));
+                }
+            }
+        }
+    }
+    report.unreferenced = good
+        .iter()
+        .filter(|h| !reached.contains(*h))
+        .map(|h| blobs.join(h))
+        .collect();
+    Ok(report)
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
@@ -340,10 +451,38 @@ fn lock_dir(dir: &Path) -> Result<fs::File, LayoutError> {
     Ok(f)
 }
 
+/// Reads a file that must be a regular file (not a link, device or
+/// FIFO), at most `expected + 1` bytes: enough to tell it is too long,
+/// never an unbounded read.
+fn read_regular(path: &Path, expected: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        // No links; a FIFO must not block the open.
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(expected.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Whether the blob at `path` is a regular file holding exactly `bytes`.
+fn blob_intact(path: &Path, bytes: &[u8]) -> bool {
+    read_regular(path, bytes.len() as u64).is_ok_and(|found| found == bytes)
+}
+
 fn blobs_present(dir: &Path, blobs: &[&[u8]]) -> bool {
     blobs
         .iter()
-        .all(|b| blob_path(dir, &Digest::of(b)).exists())
+        .all(|b| blob_intact(&blob_path(dir, &Digest::of(b)), b))
 }
 
 fn create_layout(
@@ -384,11 +523,16 @@ fn write_marker(dir: &Path) -> Result<(), LayoutError> {
     write_file_atomic(&dir.join(MARKER), &to_canonical_json(&marker))
 }
 
-/// Writes a blob under its digest if it is not there yet. Returns the path
-/// if this call created it.
+/// Writes a blob under its digest unless an intact copy is there (one
+/// that is truncated, altered, or a link is replaced). Returns the path if
+/// this call created it.
 fn write_blob(dir: &Path, bytes: &[u8]) -> Result<Option<PathBuf>, LayoutError> {
     let path = blob_path(dir, &Digest::of(bytes));
-    if path.exists() {
+    if fs::symlink_metadata(&path).is_ok() {
+        if !blob_intact(&path, bytes) {
+            tracing::warn!("replacing damaged blob '{}'", path.display());
+            write_file_atomic(&path, bytes)?;
+        }
         return Ok(None);
     }
     let parent = path.parent().unwrap_or(dir);

@@ -568,3 +568,89 @@ fn tag_refuses_to_move_a_tag_without_force_and_signature_tags_at_all() {
         assert_eq!(fs::read(&index).expect("index"), before);
     }
 }
+
+/// The blob files of a layout's tag `tag`: (manifest, config, layer).
+fn blob_files(dir: &std::path::Path, reference: &str) -> Vec<std::path::PathBuf> {
+    let v = inspect_json(reference);
+    let digest = v["digest"].as_str().expect("digest").to_string();
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(blob(&digest)).expect("manifest")).expect("json");
+    vec![
+        blob(&digest),
+        blob(manifest["config"]["digest"].as_str().expect("config")),
+        blob(manifest["layers"][0]["digest"].as_str().expect("layer")),
+    ]
+}
+
+/// Regression: `build` trusted blobs already in a layout, so a truncated
+/// or symlinked blob made a build exit 0 with a corrupt image. Reused
+/// blobs are now checked and rewritten; `fsck` finds damage, `--repair`
+/// removes it; a link to /dev/zero or a FIFO is refused at once.
+#[test]
+fn damaged_blobs_in_a_layout_are_found_and_replaced() {
+    let dir = TempDir::new().expect("tmp");
+    let img = dir.path().join("img");
+    let r = layout(&dir, "img", "v1");
+    let build = || {
+        image(&[
+            "build",
+            "--object",
+            &obj("bpf/xdp_counter.bpfel.o"),
+            "--output",
+            &r,
+        ])
+    };
+    build().ok();
+    let fsck = |extra: &[&str]| {
+        let mut args = vec!["fsck", r.as_str()];
+        args.extend_from_slice(extra);
+        image(&args)
+    };
+    assert!(fsck(&[]).ok().stdout.contains("0 corrupt, 0 broken tags"));
+    let files = blob_files(&img, &r);
+
+    // Truncate the layer, replace the config by a link to another file.
+    let layer = fs::read(&files[2]).expect("layer");
+    fs::write(&files[2], &layer[..layer.len() / 2]).expect("truncate");
+    let elsewhere = dir.path().join("elsewhere.json");
+    fs::write(&elsewhere, "{}").expect("write");
+    fs::remove_file(&files[1]).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, &files[1]).expect("symlink");
+    let found = fsck(&["--output", "json"]).fails_with("damaged blobs");
+    let report: Value = serde_json::from_str(&found.stdout).expect("json");
+    assert_eq!(report["corrupt"].as_array().expect("corrupt").len(), 2);
+    assert!(!report["broken"].as_array().expect("broken").is_empty());
+    image(&["inspect", &r]).fails_with("");
+
+    // Building the same image again rewrites what it reuses.
+    build().ok();
+    assert!(fsck(&[]).ok().stdout.contains("0 corrupt"));
+    inspect_json(&r);
+    assert_eq!(fs::read(&elsewhere).expect("untouched"), b"{}");
+    assert!(
+        !fs::symlink_metadata(&files[1])
+            .expect("config")
+            .file_type()
+            .is_symlink()
+    );
+
+    // A link to /dev/zero, and a FIFO: refused at once, never read forever.
+    fs::remove_file(&files[2]).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &files[2]).expect("symlink");
+    image(&["inspect", &r]).fails_with("");
+    fs::remove_file(&files[2]).expect("rm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&files[2])
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    image(&["inspect", &r]).fails_with("");
+    fsck(&["--repair"]).fails_with("removed");
+    assert!(fs::symlink_metadata(&files[2]).is_err(), "the FIFO is gone");
+    build().ok();
+    assert!(fsck(&[]).ok().stdout.contains("0 corrupt, 0 broken tags"));
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use crate::auth::{AuthFiles, Credentials};
 use crate::builder::{self, BuildOptions, ObjectArg};
 use crate::inspect::{self, Report};
-use crate::layout::WriteOutcome;
+use crate::layout::{self, WriteOutcome};
 use crate::ops;
 use crate::reference::{ImageRef, LayoutRef, RegistryRef};
 use crate::registry::{NoProgress, Progress, Registry, Stats};
@@ -52,6 +52,9 @@ enum Command {
     Copy(CopyArgs),
     /// Give an image more tags, in the same layout or repository.
     Tag(TagArgs),
+    /// Check a layout: every blob hashes to its name, every tag's image is
+    /// whole (--repair removes damaged blob files).
+    Fsck(FsckArgs),
     /// Check credentials against a registry and store them (mode 0600).
     Login(LoginArgs),
     /// Remove stored credentials for a registry.
@@ -191,6 +194,19 @@ struct TagArgs {
 }
 
 #[derive(Debug, Args)]
+struct FsckArgs {
+    /// The layout: oci:DIR.
+    #[arg(value_name = "LAYOUT", value_parser = parse_layout_ref)]
+    layout: LayoutRef,
+    /// Remove damaged blob files (a rebuild or pull then writes them
+    /// again).
+    #[arg(long)]
+    repair: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Debug, Args)]
 struct LoginArgs {
     /// The registry: HOST[:PORT].
     registry: String,
@@ -292,6 +308,7 @@ pub fn main() -> ExitCode {
         }
         Command::Copy(args) => copy(&args.source, &args.destination, &args.opts),
         Command::Tag(args) => tag(args),
+        Command::Fsck(args) => fsck(args),
         Command::Login(args) => login(args),
         Command::Logout(args) => logout(args),
         Command::GenerateBuildArgs(args) => generate(args),
@@ -412,6 +429,44 @@ fn tag(args: TagArgs) -> Result<()> {
         writeln!(out, "{t}")?;
     }
     Ok(())
+}
+
+fn fsck(args: FsckArgs) -> Result<()> {
+    let report = layout::fsck(&args.layout.dir, args.repair)
+        .with_context(|| format!("cannot check oci:{}", args.layout.dir.display()))?;
+    let mut out = io::stdout().lock();
+    match args.output {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            for (path, why) in &report.corrupt {
+                writeln!(out, "corrupt {}: {why}", path.display())?;
+            }
+            for (tag, digest) in &report.broken {
+                writeln!(out, "broken tag {tag}: blob {digest} is missing or damaged")?;
+            }
+            for path in &report.removed {
+                writeln!(out, "removed {}", path.display())?;
+            }
+            writeln!(
+                out,
+                "checked {} blobs: {} corrupt, {} broken tags, {} unreferenced",
+                report.blobs_checked,
+                report.corrupt.len(),
+                report.broken.len(),
+                report.unreferenced.len()
+            )?;
+        }
+    }
+    if report.is_clean() {
+        Ok(())
+    } else if args.repair {
+        bail!("damaged blobs were removed; build or pull the broken tags again")
+    } else {
+        bail!("the layout has damaged blobs; run fsck --repair, then build or pull again")
+    }
 }
 
 /// `HOST[:PORT]` as a reference, for credential lookups and checks.
