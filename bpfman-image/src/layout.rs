@@ -326,6 +326,31 @@ pub fn fsck(dir: &Path, repair: bool) -> Result<FsckReport, LayoutError> {
     Ok(report)
 }
 
+/// Puts `tag` back as it was before a write that must be undone: naming
+/// `previous` again, or gone. Blobs stay (unreferenced; fsck lists them).
+pub fn restore_tag(
+    dir: &Path,
+    tag: &str,
+    previous: Option<&Descriptor>,
+) -> Result<(), LayoutError> {
+    let _lock = lock_dir(dir)?;
+    let layout = Layout::open(dir)?;
+    let mut index = layout.index.clone();
+    let at = index
+        .manifests
+        .iter()
+        .position(|d| ref_name(d) == Some(tag));
+    match (at, previous) {
+        (Some(i), Some(p)) => index.manifests[i] = p.clone(),
+        (Some(i), None) => {
+            index.manifests.remove(i);
+        }
+        (None, Some(p)) => index.manifests.push(p.clone()),
+        (None, None) => return Ok(()),
+    }
+    write_file_atomic(&dir.join(INDEX), &to_canonical_json(&index))
+}
+
 fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations
         .get(media::ANNOTATION_REF_NAME)
@@ -411,9 +436,11 @@ pub fn write_image(
                 existing: old.digest.clone(),
             });
         }
-        index.manifests.remove(existing);
+        // In place: a moved tag keeps its position in the index.
+        index.manifests[existing] = entry;
+    } else {
+        index.manifests.push(entry);
     }
-    index.manifests.push(entry);
 
     let mut added = Vec::new();
     let result = (|| {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bpfman_image_spec::digest::Digest;
+use bpfman_image_spec::oci::Descriptor;
 use bpfman_trust::cosign;
 use bpfman_trust::keys::{KeyId, PrivateKey};
 use bpfman_trust::policy::Policy;
@@ -105,6 +106,177 @@ pub fn write_built(
         })?;
     let pinned = format!("oci:{}:{tag}@{}", target.dir.display(), built.top.digest);
     Ok((pinned, outcome))
+}
+
+/// A signature to make as part of a write: with this key, in this format,
+/// with these annotations in its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct SignWith<'a> {
+    pub key: &'a PrivateKey,
+    pub format: SignatureFormat,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// A build written (and signed, when asked).
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Where, pinned to the digest.
+    pub pinned: String,
+    /// For a layout: what changed.
+    pub outcome: Option<WriteOutcome>,
+    pub signed: Option<Signed>,
+}
+
+/// Writes a built image into a layout and signs it there, as one commit:
+/// if signing fails, the tag is put back as it was (a layout this call
+/// created is removed), and nothing is reported as written.
+pub async fn publish_to_layout(
+    built: &Built,
+    target: &LayoutRef,
+    force: bool,
+    sign: Option<SignWith<'_>>,
+) -> Result<Published, OpError> {
+    let tag = target.tag_or_default();
+    let existed = target.dir.exists();
+    let previous = layout::Layout::open(&target.dir)
+        .ok()
+        .and_then(|l| l.resolve(tag).ok().cloned());
+    let (pinned, outcome) = write_built(built, target, force)?;
+    let Some(sign) = sign else {
+        return Ok(Published {
+            pinned,
+            outcome: Some(outcome),
+            signed: None,
+        });
+    };
+    let store = Store::Layout {
+        dir: target.dir.clone(),
+    };
+    let signed = async {
+        let resolved = Resolved {
+            identity: signing::layout_identity(&target.dir)?,
+            top: built.top.clone(),
+        };
+        sign_resolved(
+            &store,
+            &resolved,
+            sign.key,
+            None,
+            sign.format,
+            sign.annotations,
+        )
+        .await
+    }
+    .await;
+    match signed {
+        Ok(signed) => Ok(Published {
+            pinned,
+            outcome: Some(outcome),
+            signed: Some(signed),
+        }),
+        Err(source) => {
+            undo_write(target, outcome, existed, previous.as_ref());
+            Err(OpError::Sign {
+                reference: format!("oci:{}:{tag}", target.dir.display()),
+                source: Box::new(source),
+            })
+        }
+    }
+}
+
+/// Undoes a layout write whose signing failed (best effort: what cannot
+/// be undone is logged; fsck reports it).
+fn undo_write(
+    target: &LayoutRef,
+    outcome: WriteOutcome,
+    existed: bool,
+    previous: Option<&Descriptor>,
+) {
+    let tag = target.tag_or_default();
+    let undone = match outcome {
+        WriteOutcome::Unchanged => Ok(()),
+        WriteOutcome::Created => std::fs::remove_dir_all(&target.dir).and_then(|()| {
+            if existed {
+                std::fs::create_dir(&target.dir)
+            } else {
+                Ok(())
+            }
+        }),
+        WriteOutcome::Updated => layout::restore_tag(&target.dir, tag, previous)
+            .map_err(|e| std::io::Error::other(e.to_string())),
+    };
+    if let Err(e) = undone {
+        tracing::warn!(
+            "cannot undo the write of tag {tag} in '{}': {e}",
+            target.dir.display()
+        );
+    }
+}
+
+/// Pushes a built image and signs it, as one commit: the image goes up by
+/// digest, is signed, and only then is the tag set, so a failed signature
+/// leaves no tag naming an unsigned image.
+pub async fn publish_to_registry(
+    built: &Built,
+    dst: &ImageStore,
+    sign: Option<SignWith<'_>>,
+    progress: Arc<dyn Progress>,
+) -> Result<Published, OpError> {
+    check_destination(dst)?;
+    let (ImageStore::Registry { reg, at }, Some(sign)) = (dst, sign) else {
+        let pinned = push_built(built, dst, progress).await?;
+        return Ok(Published {
+            pinned,
+            outcome: None,
+            signed: None,
+        });
+    };
+    let content = ImageContent::from_built(built);
+    let by_digest = crate::reference::RegistryRef {
+        tag: None,
+        digest: Some(built.top.digest.clone()),
+        ..at.clone()
+    };
+    crate::transfer::push(reg, &by_digest, &content, progress)
+        .await
+        .map_err(|source| {
+            OpError::Store(Box::new(StoreError::Push {
+                reference: at.to_string(),
+                source,
+            }))
+        })?;
+    let resolved = Resolved {
+        identity: at.name(),
+        top: built.top.clone(),
+    };
+    let signed = sign_resolved(
+        &dst.signatures(),
+        &resolved,
+        sign.key,
+        None,
+        sign.format,
+        sign.annotations,
+    )
+    .await
+    .map_err(|source| OpError::Sign {
+        reference: at.to_string(),
+        source: Box::new(source),
+    })?;
+    let tag = at.tag_or_default().unwrap_or(crate::reference::DEFAULT_TAG);
+    let top = content.blob(&built.top.digest).unwrap_or_default();
+    reg.put_manifest(at, tag, &built.top, top)
+        .await
+        .map_err(|source| {
+            OpError::Store(Box::new(StoreError::Tag {
+                reference: at.to_string(),
+                source,
+            }))
+        })?;
+    Ok(Published {
+        pinned: at.pinned(&built.top.digest),
+        outcome: None,
+        signed: Some(signed),
+    })
 }
 
 /// Refuses tags only signing may write.

@@ -56,6 +56,12 @@ pub enum SignError {
         digest: Digest,
         count: usize,
     },
+    #[error("cannot write a signature to {place}")]
+    Write {
+        place: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot resolve layout path '{path}': {source}")]
     Path {
         path: PathBuf,
@@ -194,6 +200,14 @@ impl Store<'_> {
 
     /// Stores `stored` (children first) under `tag`.
     async fn put(&self, stored: &Stored, tag: &str) -> Result<(), SignError> {
+        // Fault injection for the tests: a signature write failing as on
+        // a full disk.
+        if std::env::var_os("BPFMAN_IMAGE_FAULT").is_some_and(|v| v == "signature-write") {
+            return Err(SignError::Write {
+                place: self.place(),
+                source: std::io::Error::from_raw_os_error(28),
+            });
+        }
         match self {
             Store::Registry { reg, repo } => push(reg, &repo.with_tag(tag), stored).await,
             Store::Layout { dir } => {

@@ -936,3 +936,76 @@ fn passwords_are_asked_on_a_terminal_without_cosign_password() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("set COSIGN_PASSWORD"), "{err}");
 }
+
+/// Regression: `build --sign-key` failing while signing (a full disk)
+/// left the unsigned tag and printed its reference. Signing is now part
+/// of the build's commit: in a new layout, an existing one, and a
+/// registry, a failed signature leaves no tag naming the unsigned image.
+#[test]
+fn a_build_whose_signing_fails_leaves_no_unsigned_tag() {
+    let Some(reg) = TestRegistry::plain("a_build_whose_signing_fails_leaves_no_unsigned_tag")
+    else {
+        return;
+    };
+    let keys = Keys::new();
+    let tmp = TempDir::new().expect("tmp");
+    let layout = tmp.path().join("img");
+    let full_disk = [
+        ("COSIGN_PASSWORD", PASSWORD),
+        ("BPFMAN_IMAGE_FAULT", "signature-write"),
+    ];
+    let key = keys.private("a");
+    let build = |output: &str, object: &str, envs: &[(&str, &str)]| {
+        let args = [
+            "build",
+            "--force",
+            "--object",
+            object,
+            "--output",
+            output,
+            "--sign-key",
+            &key,
+        ];
+        run(&image_bin(), &args, envs)
+    };
+    // A new layout: nothing is left of it.
+    let v1 = format!("oci:{}:v1", layout.display());
+    let out = build(&v1, &xdp(), &full_disk).fails_with("cannot write a signature");
+    assert!(
+        !out.stdout.contains('@'),
+        "reported a reference: {}",
+        out.stdout
+    );
+    assert!(!layout.exists(), "the new layout stayed");
+
+    // An existing layout: the tag keeps naming what it named.
+    build(&v1, &xdp(), &[("COSIGN_PASSWORD", PASSWORD)]).ok();
+    let index = layout.join("index.json");
+    let before = fs::read(&index).expect("index");
+    build(&v1, &tc(), &full_disk).fails_with("cannot write a signature");
+    build(&format!("oci:{}:v2", layout.display()), &tc(), &full_disk)
+        .fails_with("cannot write a signature");
+    assert_eq!(fs::read(&index).expect("index"), before, "tags unchanged");
+
+    // A registry: the image may be there by digest, but no tag names it.
+    let dst = reg.repo("ebpf/unsigned:v1");
+    let out = run(
+        &image_bin(),
+        &[
+            "build",
+            "--object",
+            &xdp(),
+            "--push",
+            &dst,
+            "--sign-key",
+            &keys.private("a"),
+        ],
+        &full_disk,
+    )
+    .fails_with("cannot write a signature");
+    assert!(!out.stdout.contains('@'), "{}", out.stdout);
+    img(&["inspect", &dst]).fails_with("");
+    // Without the fault the same build is signed and tagged.
+    push_built(&xdp(), &dst, &["--sign-key", &keys.private("a")]);
+    img(&["verify", "--key", &keys.public("a"), &dst]).ok();
+}

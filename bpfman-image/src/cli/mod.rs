@@ -16,7 +16,6 @@ use crate::layout::{self, WriteOutcome};
 use crate::ops;
 use crate::reference::{ImageRef, LayoutRef, RegistryRef};
 use crate::registry::{NoProgress, Progress, Registry, Stats};
-use crate::signing::{self, Resolved, Store};
 use crate::store::ImageStore;
 use anyhow::{Context, Result, bail};
 use bpfman_image_spec::oci::Descriptor;
@@ -336,22 +335,11 @@ fn build(args: BuildArgs) -> Result<()> {
     let sign_annotations = args.sign.annotations()?;
     let built = builder::build(&opts)?;
     let rt = runtime()?;
-    let sign_in = |store: &Store<'_>, identity: String| -> Result<()> {
-        let Some(key) = &key else { return Ok(()) };
-        let resolved = Resolved {
-            identity,
-            top: built.top.clone(),
-        };
-        let signed = rt.block_on(ops::sign_resolved(
-            store,
-            &resolved,
-            key,
-            None,
-            args.sign.format,
-            &sign_annotations,
-        ))?;
-        sign::print_signed(&signed)
-    };
+    let sign_with = key.as_ref().map(|key| ops::SignWith {
+        key,
+        format: args.sign.format,
+        annotations: &sign_annotations,
+    });
     let mut out = io::stdout().lock();
     let mut verb = "built";
     if let Some(output) = &args.output {
@@ -360,18 +348,18 @@ fn build(args: BuildArgs) -> Result<()> {
                 "--output must be a layout, oci:DIR[:TAG]; to send the image to a registry use --push {output}"
             );
         };
-        let (pinned, outcome) = ops::write_built(&built, target, args.force)?;
-        tracing::info!(?outcome, digest = %built.top.digest, "image written");
-        verb = match outcome {
-            WriteOutcome::Created | WriteOutcome::Updated => "wrote",
-            WriteOutcome::Unchanged => "unchanged",
+        let published = rt.block_on(ops::publish_to_layout(
+            &built, target, args.force, sign_with,
+        ))?;
+        tracing::info!(outcome = ?published.outcome, digest = %built.top.digest, "image written");
+        verb = match published.outcome {
+            Some(WriteOutcome::Unchanged) => "unchanged",
+            _ => "wrote",
         };
-        writeln!(out, "{pinned}")?;
-        let store = Store::Layout {
-            dir: target.dir.clone(),
-        };
-        sign_in(&store, signing::layout_identity(&target.dir)?)
-            .with_context(|| format!("cannot sign {output}"))?;
+        writeln!(out, "{}", published.pinned)?;
+        if let Some(signed) = &published.signed {
+            sign::print_signed(signed)?;
+        }
     }
     if !args.quiet {
         for img in &built.images {
@@ -387,10 +375,18 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(dst) = &args.push {
         let opts = args.transport.options()?;
         let store = rt.block_on(ImageStore::open(&ImageRef::Registry(dst.clone()), &opts))?;
-        let pushed = rt.block_on(ops::push_built(&built, &store, progress(args.quiet)))?;
+        let published = rt.block_on(ops::publish_to_registry(
+            &built,
+            &store,
+            sign_with,
+            progress(args.quiet),
+        ));
         report_stats(&store, args.quiet);
-        writeln!(out, "{pushed}")?;
-        sign_in(&store.signatures(), dst.name()).with_context(|| format!("cannot sign {dst}"))?;
+        let published = published?;
+        writeln!(out, "{}", published.pinned)?;
+        if let Some(signed) = &published.signed {
+            sign::print_signed(signed)?;
+        }
     }
     Ok(())
 }
