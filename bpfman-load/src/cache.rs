@@ -80,20 +80,70 @@ pub enum CacheError {
     },
 }
 
-/// One signature of a cached image, as stored.
+/// One signature of a cached image, as stored. `source` is where it was
+/// pulled from (`registry/repo` or `oci:/dir`): an image pulled from
+/// several places keeps the signatures of each, and a pull from one place
+/// replaces only that place's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "format", rename_all = "kebab-case")]
 pub enum CachedSignature {
     /// A `.sig` layer: the payload blob and the layer's annotations.
     Legacy {
         origin: String,
+        #[serde(default)]
+        source: String,
         payload: Descriptor,
         annotations: BTreeMap<String, String>,
     },
     /// A bundle referrer's bundle blob.
-    Bundle { origin: String, bundle: Descriptor },
+    Bundle {
+        origin: String,
+        #[serde(default)]
+        source: String,
+        bundle: Descriptor,
+    },
     /// Something found where signatures live that was not readable.
-    Unreadable { origin: String, problem: String },
+    Unreadable {
+        origin: String,
+        #[serde(default)]
+        source: String,
+        problem: String,
+    },
+}
+
+impl CachedSignature {
+    /// Where it was pulled from; empty in records written before sources
+    /// were kept.
+    pub fn source(&self) -> &str {
+        match self {
+            Self::Legacy { source, .. }
+            | Self::Bundle { source, .. }
+            | Self::Unreadable { source, .. } => source,
+        }
+    }
+}
+
+/// The same signature bytes (wherever they were found).
+fn same_signature(a: &CachedSignature, b: &CachedSignature) -> bool {
+    match (a, b) {
+        (
+            CachedSignature::Legacy {
+                payload: pa,
+                annotations: aa,
+                ..
+            },
+            CachedSignature::Legacy {
+                payload: pb,
+                annotations: ab,
+                ..
+            },
+        ) => pa.digest == pb.digest && aa == ab,
+        (
+            CachedSignature::Bundle { bundle: ba, .. },
+            CachedSignature::Bundle { bundle: bb, .. },
+        ) => ba.digest == bb.digest,
+        _ => false,
+    }
 }
 
 /// What the policy said when the image was last verified.
@@ -297,12 +347,15 @@ impl Cache {
         Ok(bytes)
     }
 
-    /// Stores a whole image and its signatures, then records it under
-    /// `reference`. Blobs first, the index last: a crash in between leaves
-    /// only unreferenced blobs, which `prune` removes.
+    /// Stores a whole image and its signatures, found at `source`
+    /// (`registry/repo` or `oci:/dir`), then records it under `reference`.
+    /// The signatures replace those pulled from `source` before and join
+    /// those from elsewhere. Blobs first, the index last: a crash in
+    /// between leaves only unreferenced blobs, which `prune` removes.
     pub fn store(
         &self,
         reference: &str,
+        source: &str,
         content: &ImageContent,
         legacy: &[LegacyLayer],
         found: &[Found],
@@ -317,7 +370,8 @@ impl Cache {
             let payload = Descriptor::for_bytes(bpfman_trust::cosign::SIMPLE_SIGNING, &l.payload);
             self.write_blob(&payload, &l.payload)?;
             signatures.push(CachedSignature::Legacy {
-                origin: format!("{tag} layer {}", i + 1),
+                origin: format!("{source} {tag} layer {}", i + 1),
+                source: source.into(),
                 payload,
                 annotations: l.annotations.clone(),
             });
@@ -328,13 +382,15 @@ impl Cache {
                     let desc = Descriptor::for_bytes(bpfman_trust::cosign::BUNDLE_V03, bundle);
                     self.write_blob(&desc, bundle)?;
                     signatures.push(CachedSignature::Bundle {
-                        origin: origin.clone(),
+                        origin: format!("{source} {origin}"),
+                        source: source.into(),
                         bundle: desc,
                     });
                 }
                 Found::Unreadable { origin, problem } => {
                     signatures.push(CachedSignature::Unreadable {
-                        origin: origin.clone(),
+                        origin: format!("{source} {origin}"),
+                        source: source.into(),
                         problem: problem.clone(),
                     });
                 }
@@ -342,6 +398,18 @@ impl Cache {
             }
         }
         let previous = self.image(&content.top.digest)?;
+        // The union: what other places gave stays (unless this pull has
+        // the same signature too).
+        if let Some(p) = &previous {
+            let kept: Vec<CachedSignature> = p
+                .signatures
+                .iter()
+                .filter(|s| !s.source().is_empty() && s.source() != source)
+                .filter(|s| !signatures.iter().any(|n| same_signature(n, s)))
+                .cloned()
+                .collect();
+            signatures.extend(kept);
+        }
         let mut references = previous
             .as_ref()
             .map(|p| p.references.clone())
@@ -468,16 +536,19 @@ impl Cache {
                         origin,
                         payload,
                         annotations,
+                        ..
                     } => LegacyLayer {
                         payload: self.read_blob(payload)?,
                         annotations: annotations.clone(),
                     }
                     .found(origin.clone()),
-                    CachedSignature::Bundle { origin, bundle } => Found::Bundle {
+                    CachedSignature::Bundle { origin, bundle, .. } => Found::Bundle {
                         origin: origin.clone(),
                         bundle: self.read_blob(bundle)?,
                     },
-                    CachedSignature::Unreadable { origin, problem } => Found::Unreadable {
+                    CachedSignature::Unreadable {
+                        origin, problem, ..
+                    } => Found::Unreadable {
                         origin: origin.clone(),
                         problem: problem.clone(),
                     },

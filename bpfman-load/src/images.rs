@@ -104,7 +104,7 @@ pub async fn pull(
     let (legacy, bad) = signatures.legacy(&content.top.digest).await?;
     let mut others = bad;
     others.extend(signatures.bundles(&content.top.digest).await?);
-    Ok(cache.store(&cache_key(r), &content, &legacy, &others)?)
+    Ok(cache.store(&cache_key(r), &identity(r)?, &content, &legacy, &others)?)
 }
 
 /// The cached record for `r` under `policy`, pulling as the policy says.

@@ -337,3 +337,44 @@ fn an_image_without_this_hosts_platform_is_refused_before_loading() {
     host.load(Some("trusts-a.toml"), &["pull", &image])
         .fails_with("no linux/amd64 entry (it has: linux/s390x)");
 }
+
+/// Regression: pulling the same digest from another repository (here an
+/// unsigned mirror) wiped the signatures cached from the first, so an
+/// offline host could no longer load its signed image. The cache keeps
+/// the union, each signature with where it came from.
+#[test]
+fn the_same_digest_from_another_repository_keeps_the_cached_signatures() {
+    let Some(reg) =
+        TestRegistry::plain("the_same_digest_from_another_repository_keeps_the_cached_signatures")
+    else {
+        return;
+    };
+    let host = Host::new();
+    let signed = reg.repo("ebpf/signed:v1");
+    let mirror = reg.repo("mirror/unsigned:v1");
+    let digest = push_built(&xdp(), &signed, &["--sign-key", &host.keys.private("a")]);
+    crate::signing::img(&["copy", "--no-signatures", &signed, &mirror]).ok();
+
+    host.load(Some("trusts-a.toml"), &["pull", &signed]).ok();
+    // The mirror has no signature of its own; the one cached for the
+    // digest stays, and (it signs these very bytes) admits the mirror too.
+    host.load(Some("trusts-a.toml"), &["pull", &mirror]).ok();
+    let listed = host.load(None, &["images", "--output", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    let record = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["digest"] == digest.as_str())
+        .expect("cached");
+    let sigs = record["signatures"].as_array().expect("signatures");
+    assert_eq!(sigs.len(), 1, "{sigs:?}");
+    assert_eq!(sigs[0]["source"], reg.repo("ebpf/signed").as_str());
+    // Offline, the signed reference still verifies.
+    host.load(
+        Some("trusts-a.toml"),
+        &["pull", "--pull-policy", "never", &signed],
+    )
+    .ok();
+    host.load(Some("trusts-a.toml"), &["verify", &signed]).ok();
+}
