@@ -13,7 +13,7 @@ use bpfman_image_spec::digest::Digest;
 pub const DEFAULT_TAG: &str = "latest";
 
 /// Docker Hub's canonical name, used when a reference names no registry.
-pub const DOCKER_HUB: &str = "docker.io";
+pub use bpfman_image_spec::name::DOCKER_HUB;
 
 /// An image location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,31 +208,16 @@ impl FromStr for RegistryRef {
                 tag: tag.into(),
             });
         }
-        // Docker's rule: the first component is a registry if it has a '.'
-        // or a ':' or is 'localhost'.
-        let (registry, repository) = match name.split_once('/') {
-            Some((first, repo))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_ascii_lowercase(), repo.to_string())
-            }
-            _ => (DOCKER_HUB.to_string(), name.to_string()),
-        };
-        let registry = match registry.as_str() {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
-            _ => registry,
-        };
-        if !valid_registry(&registry) {
+        // Docker's rule for the registry, one spelling for each registry
+        // and Docker Hub repository: the same function canonicalises
+        // policy patterns.
+        let (registry, repository) = bpfman_image_spec::name::canonical_name(name);
+        if name.contains('*') || !valid_registry(&registry) {
             return Err(RefError::BadRegistry {
                 input: input.into(),
                 registry,
             });
         }
-        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
-            format!("library/{repository}")
-        } else {
-            repository
-        };
         if !valid_repository(&repository) {
             return Err(RefError::BadRepository {
                 input: input.into(),
@@ -423,6 +408,114 @@ mod tests {
         assert!(matches!(
             "oci:d:".parse::<ImageRef>(),
             Err(RefError::BadTag { .. })
+        ));
+    }
+}
+
+/// Every spelling of a name agrees with every spelling of a policy scope
+/// for it: references and patterns are made canonical by the same
+/// function (`bpfman_image_spec::name`), so no spelling escapes a scope.
+#[cfg(test)]
+mod scope_agreement {
+    use std::path::Path;
+
+    use bpfman_trust::policy::Policy;
+
+    use super::*;
+
+    /// The scope deciding for `identity` under a policy with one scope.
+    fn decided_by(pattern: &str, policy_dir: &Path, identity: &str) -> bool {
+        let text = format!(
+            "[default]\nrule = \"accept-unsigned\"\n[[scope]]\nmatch = \"{pattern}\"\nrule = \"reject\"\n"
+        );
+        let policy = Policy::parse(&text, &policy_dir.join("policy.toml"), |_| {
+            unreachable!("no keys")
+        })
+        .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        policy.scope_for(identity).pattern == pattern
+    }
+
+    #[test]
+    fn every_registry_spelling_agrees_with_every_pattern_spelling() {
+        let groups: [&[&str]; 4] = [
+            &[
+                "127.0.0.1:5123/net/x",
+                "127.0.0.1:05123/net/x",
+                "127.0.0.1:0005123/net/x",
+            ],
+            &[
+                "x",
+                "library/x",
+                "docker.io/x",
+                "docker.io/library/x",
+                "DOCKER.IO/library/x",
+                "docker.io:443/library/x",
+                "index.docker.io/library/x",
+                "registry-1.docker.io/x",
+                "index.docker.io:0443/x",
+            ],
+            &[
+                "quay.io/org/x",
+                "QUAY.io/org/x",
+                "quay.io:443/org/x",
+                "Quay.IO:00443/org/x",
+            ],
+            &["localhost:5000/x", "LOCALHOST:05000/x", "localhost:5000/x/"],
+        ];
+        let dir = Path::new("/nonexistent");
+        for (g, group) in groups.iter().enumerate() {
+            for pattern in *group {
+                for (h, other) in groups.iter().enumerate() {
+                    for spelling in *other {
+                        let r: RegistryRef = spelling
+                            .trim_end_matches('/')
+                            .parse()
+                            .unwrap_or_else(|e| panic!("{spelling}: {e}"));
+                        assert_eq!(
+                            decided_by(pattern, dir, &r.name()),
+                            g == h,
+                            "pattern '{pattern}' and reference '{spelling}' ({})",
+                            r.name()
+                        );
+                    }
+                }
+            }
+        }
+        // A registry-wide pattern covers every spelling of its registry.
+        for spelling in ["127.0.0.1:05123/a/b", "127.0.0.1:5123/c"] {
+            let r: RegistryRef = spelling.parse().expect("parses");
+            assert!(decided_by("127.0.0.1:05123", dir, &r.name()));
+        }
+    }
+
+    #[test]
+    fn every_layout_path_spelling_agrees_with_every_pattern_spelling() {
+        let tmp = tempfile::TempDir::new().expect("tmp");
+        let real = tmp.path().join("srv/images");
+        std::fs::create_dir_all(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).expect("symlink");
+        let identity = format!(
+            "oci:{}",
+            std::fs::canonicalize(&real).expect("real").display()
+        );
+        let abs = tmp.path().display().to_string();
+        for pattern in [
+            format!("oci:{abs}/srv/images"),
+            format!("oci:{abs}/srv/./images/"),
+            format!("oci:{abs}/srv/other/../images"),
+            format!("oci:{abs}/link"),
+            "oci:srv/images".to_string(),
+            "oci:./link".to_string(),
+        ] {
+            assert!(
+                decided_by(&pattern, tmp.path(), &identity),
+                "pattern '{pattern}' and {identity}"
+            );
+        }
+        assert!(!decided_by(
+            &format!("oci:{abs}/srv/images2"),
+            tmp.path(),
+            &identity
         ));
     }
 }

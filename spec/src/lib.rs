@@ -12,6 +12,7 @@ pub mod labels;
 pub mod layer;
 pub mod maps;
 pub mod media;
+pub mod name;
 pub mod oci;
 pub mod program;
 pub mod validate;

@@ -26,7 +26,9 @@
 //! layout), segment by segment; `*` matches any run of characters within a
 //! segment. The most specific matching scope decides: the one with more
 //! segments, then more literal (non-`*`) characters; of two equally
-//! specific scopes, the one written first.
+//! specific scopes, the one written first. Patterns are made canonical
+//! as names are (`bpfman_image_spec::name`, and `oci:` paths resolved),
+//! so no spelling of a name escapes the scope written for it.
 //!
 //! Rules: `require-signature` (a valid signature by one of `keys`),
 //! `accept-unsigned` (any image; `keys`, if given, are still checked and
@@ -311,7 +313,7 @@ impl<F: FnMut(&Path) -> io::Result<String>> Ctx<'_, F> {
                 ));
             }
             (Some(p), false) => {
-                let segments = parse_pattern(p.get_ref()).map_err(|m| {
+                let segments = parse_pattern(p.get_ref(), self.base).map_err(|m| {
                     invalid(self, &p.span(), format!("match '{}': {m}", p.get_ref()))
                 })?;
                 (p.get_ref().clone(), segments)
@@ -381,8 +383,13 @@ impl<F: FnMut(&Path) -> io::Result<String>> Ctx<'_, F> {
     }
 }
 
-/// Splits and checks a scope pattern.
-fn parse_pattern(p: &str) -> Result<Vec<String>, String> {
+/// Splits and checks a scope pattern, and makes it canonical exactly as
+/// image names are: registry spellings (case, ports, Docker Hub's aliases
+/// and its `library/`) by `bpfman_image_spec::name`, and `oci:` paths
+/// made absolute (relative ones are relative to the policy file, like
+/// keys), `.` and `..` resolved, and symlinks resolved where the path
+/// exists, as a layout's identity is.
+fn parse_pattern(p: &str, base: &Path) -> Result<Vec<String>, String> {
     let p = p.trim_end_matches('/');
     if p.is_empty() {
         return Err("empty pattern; use [default] for everything".into());
@@ -390,21 +397,72 @@ fn parse_pattern(p: &str) -> Result<Vec<String>, String> {
     if p.contains('@') {
         return Err("scopes name registries and repositories, not digests".into());
     }
-    let segments: Vec<String> = p.split('/').map(str::to_string).collect();
+    if p.chars().any(char::is_whitespace) {
+        return Err("whitespace in pattern".into());
+    }
+    if p.trim_start_matches("oci:").contains("//") {
+        return Err("empty path segment ('//')".into());
+    }
+    let canonical = match p.strip_prefix("oci:") {
+        Some(path) => format!("oci:{}", canonical_path(path, base)?.display()),
+        None => {
+            let (registry, repository) = bpfman_image_spec::name::canonical_name(p);
+            if repository.is_empty() {
+                registry
+            } else {
+                format!("{registry}/{repository}")
+            }
+        }
+    };
+    let canonical = canonical.trim_end_matches('/');
+    let segments: Vec<String> = canonical.split('/').map(str::to_string).collect();
+    let oci = canonical.starts_with("oci:");
     for (i, s) in segments.iter().enumerate() {
-        if s.is_empty() {
+        if s.is_empty() && !(oci && i == 1) {
             return Err("empty path segment ('//')".into());
         }
-        if i > 0 && s.contains(':') {
+        if i > 0 && !oci && s.contains(':') {
             return Err(
                 "a ':' after the registry looks like a tag; scopes cover whole repositories".into(),
             );
         }
-        if s.chars().any(char::is_whitespace) {
-            return Err("whitespace in pattern".into());
-        }
     }
     Ok(segments)
+}
+
+/// An `oci:` pattern's path as a layout identity spells it.
+fn canonical_path(path: &str, base: &Path) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("'oci:' names no directory".into());
+    }
+    let joined = if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        base.join(path)
+    };
+    let mut lexical = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    if !lexical.is_absolute() {
+        // The policy file's own path was relative: anchor it here.
+        lexical = std::env::current_dir()
+            .map_err(|e| format!("cannot resolve the relative path: {e}"))?
+            .join(lexical);
+    }
+    // Globs cannot be resolved on disk; literal paths that exist can.
+    if !path.contains('*')
+        && let Ok(real) = std::fs::canonicalize(&lexical)
+    {
+        return Ok(real);
+    }
+    Ok(lexical)
 }
 
 /// `*` matches any run of bytes; everything else matches itself.
