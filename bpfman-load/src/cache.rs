@@ -457,6 +457,36 @@ impl Cache {
         Ok(())
     }
 
+    /// A pull of `reference` that the policy refused: the refused image
+    /// `digest` loses the name and its admission (its blobs stay for
+    /// `prune`), and the name points again at what it named before, if
+    /// that is still cached.
+    pub fn refuse(
+        &self,
+        reference: &str,
+        digest: &Digest,
+        previous: Option<&Digest>,
+    ) -> Result<(), CacheError> {
+        if let Some(mut rec) = self.image(digest)? {
+            rec.references.remove(reference);
+            rec.admitted = None;
+            self.put_record(&rec)?;
+        }
+        match previous {
+            Some(p) if p != digest => {
+                if let Some(mut rec) = self.image(p)? {
+                    rec.references.insert(reference.into());
+                    self.put_record(&rec)?;
+                    return self.set_ref(reference, p);
+                }
+            }
+            _ => {}
+        }
+        self.refs.remove(reference).map_err(|e| self.db_err(e))?;
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
     /// The digest `reference` was last pulled as, if any.
     pub fn resolve(&self, reference: &str) -> Result<Option<Digest>, CacheError> {
         let Some(v) = self.refs.get(reference).map_err(|e| self.db_err(e))? else {

@@ -134,10 +134,22 @@ impl<K: Kernel + Clone> Host<K> {
         transport: &TransportOptions,
     ) -> Result<(Admitted, Loadable)> {
         let policy = self.policy()?;
+        let key = images::cache_key(image);
+        let before = self.cache.resolve(&key)?;
         let record = bpfman_image::runtime()?
             .block_on(images::ensure(&self.cache, transport, image, pull_policy))
             .with_context(|| format!("cannot pull {image}"))?;
-        let admitted = images::verify_cached(&self.cache, image, record, &policy)?;
+        let pulled = pull_policy == PullPolicy::Always || before.is_none();
+        let digest = record.digest.clone();
+        let admitted = match images::verify_cached(&self.cache, image, record, &policy) {
+            Ok(a) => a,
+            Err(e @ images::ImageError::Refused(_)) if pulled => {
+                // Refused content is not named in the cache.
+                self.cache.refuse(&key, &digest, before.as_ref())?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let loadable = Loadable::for_host(&admitted.content, admitted.proof.clone())
             .with_context(|| format!("{image} cannot be loaded on this host"))?;
         Ok((admitted, loadable))

@@ -378,3 +378,58 @@ fn the_same_digest_from_another_repository_keeps_the_cached_signatures() {
     .ok();
     host.load(Some("trusts-a.toml"), &["verify", &signed]).ok();
 }
+
+/// Regression: a pull the policy refused stayed cached under its name,
+/// and `images` showed it as admitted. Refused content is not named; its
+/// blobs wait for `prune`; a name that named admitted content before keeps
+/// naming it.
+#[test]
+fn a_refused_pull_leaves_no_name_in_the_cache() {
+    let Some(reg) = TestRegistry::plain("a_refused_pull_leaves_no_name_in_the_cache") else {
+        return;
+    };
+    let host = Host::new();
+    let image = reg.repo("ebpf/refused:v1");
+    let first = push_built(&xdp(), &image, &["--sign-key", &host.keys.private("a")]);
+    let images = || -> Vec<serde_json::Value> {
+        let out = host.load(None, &["images", "--output", "json"]).ok();
+        serde_json::from_str(&out.stdout).expect("json")
+    };
+    // Signed by a, and b is trusted: refused, and nothing is named.
+    host.load(Some("trusts-b.toml"), &["pull", &image])
+        .fails_with("");
+    for r in images() {
+        assert!(r["references"].as_array().expect("refs").is_empty(), "{r}");
+        assert!(r["admitted"].is_null(), "{r}");
+    }
+    host.load(
+        Some("trusts-b.toml"),
+        &["pull", "--pull-policy", "never", &image],
+    )
+    .fails_with("not in the cache");
+    host.load(None, &["prune"]).ok();
+    assert!(images().is_empty(), "prune freed the refused image");
+
+    // Admitted under a; then the tag moves to an image a did not sign: the
+    // refused pull leaves the name on what a admitted.
+    host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
+    push_built(&tc(), &image, &["--sign-key", &host.keys.private("b")]);
+    host.load(
+        Some("trusts-a.toml"),
+        &["pull", "--pull-policy", "always", &image],
+    )
+    .fails_with("");
+    let named: Vec<String> = images()
+        .iter()
+        .filter(|r| !r["references"].as_array().expect("refs").is_empty())
+        .map(|r| r["digest"].as_str().expect("digest").to_string())
+        .collect();
+    assert_eq!(named, std::slice::from_ref(&first));
+    let out = host
+        .load(
+            Some("trusts-a.toml"),
+            &["pull", "--pull-policy", "never", &image],
+        )
+        .ok();
+    assert!(out.stdout.contains(&first), "{}", out.stdout);
+}
