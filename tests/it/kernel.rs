@@ -701,6 +701,41 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
         &[],
     )
     .fails_with("bpffs mount point '/nonexistent/bpf' does not exist");
+
+    // Regression: --bpffs mounted over a non-empty directory or another
+    // mount, hiding what was there. Both are refused, and stay visible.
+    let busy = host.dir.path().join("busy");
+    fs::create_dir(&busy).expect("mkdir");
+    fs::write(busy.join("mine"), "data").expect("write");
+    let busy_arg = busy.display().to_string();
+    run(
+        &load_bin(),
+        &["--root", &root, "--bpffs", &busy_arg, "list"],
+        &[],
+    )
+    .fails_with("it is not empty");
+    assert_eq!(fs::read(busy.join("mine")).expect("still visible"), b"data");
+    let mounted = host.dir.path().join("tmpfs");
+    fs::create_dir(&mounted).expect("mkdir");
+    let tmpfs = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&mounted)
+        .status()
+        .expect("mount");
+    assert!(tmpfs.success());
+    let out = run(
+        &load_bin(),
+        &[
+            "--root",
+            &root,
+            "--bpffs",
+            &mounted.display().to_string(),
+            "list",
+        ],
+        &[],
+    );
+    let _ = Command::new("umount").arg(&mounted).status();
+    out.fails_with("another filesystem is mounted there");
 }
 
 #[test]

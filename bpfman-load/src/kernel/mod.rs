@@ -428,6 +428,16 @@ pub enum KernelError {
         #[source]
         source: io::Error,
     },
+    /// A directory the loader will not mount over.
+    #[error(
+        "will not mount {} on '{}': {why}, and a mount would hide what is there; give an empty directory that is not a mount point, or mount {} there yourself",
+        .fs.name(), .path.display(), .fs.name()
+    )]
+    MountRefused {
+        fs: FsType,
+        path: PathBuf,
+        why: &'static str,
+    },
     /// A mount point the loader needs is not there.
     #[error(
         "{} mount point '{}' does not exist; {}",

@@ -268,10 +268,29 @@ impl Kernel for Sys {
             FsType::Bpf => BPF_FS_MAGIC,
             FsType::Trace => TRACEFS_MAGIC,
         };
+        if fs_type(dir).map_err(KernelError::fs("stat", dir))? == magic {
+            return Ok(false);
+        }
+        // Mounting over contents or over another filesystem would hide
+        // them: only an empty directory that is not a mount point will do.
+        let refuse = |why: &'static str| KernelError::MountRefused {
+            fs,
+            path: dir.into(),
+            why,
+        };
+        let mut entries = fs::read_dir(dir).map_err(KernelError::fs("list", dir))?;
+        if entries.next().is_some() {
+            return Err(refuse("it is not empty"));
+        }
+        let parent = dir.join("..");
+        let (here, above) = (
+            rustix::fs::stat(dir).map_err(|e| KernelError::fs("stat", dir)(e.into()))?,
+            rustix::fs::stat(&parent).map_err(|e| KernelError::fs("stat", &parent)(e.into()))?,
+        );
+        if here.st_dev != above.st_dev {
+            return Err(refuse("another filesystem is mounted there"));
+        }
         let mount = || -> io::Result<bool> {
-            if fs_type(dir)? == magic {
-                return Ok(false);
-            }
             rustix::mount::mount(
                 fs.fstype(),
                 dir,
