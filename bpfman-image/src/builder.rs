@@ -2,7 +2,6 @@
 //! multi-arch index) out, in memory; the caller writes it to a target.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -164,7 +163,12 @@ pub fn load_objects(objects: &[ObjectArg]) -> Result<Vec<LoadedObject>, BuildErr
     }
     let mut loaded: Vec<LoadedObject> = Vec::new();
     for obj in objects {
-        let bytes = fs::read(&obj.path).map_err(|source| BuildError::Read {
+        let bytes = bpfman_trust::file::read_regular(
+            &obj.path,
+            bpfman_image_spec::layer::MAX_OBJECT_SIZE,
+            bpfman_trust::file::Links::Follow,
+        )
+        .map_err(|source| BuildError::Read {
             path: obj.path.clone(),
             source,
         })?;

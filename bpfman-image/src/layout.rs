@@ -478,27 +478,10 @@ fn lock_dir(dir: &Path) -> Result<fs::File, LayoutError> {
     Ok(f)
 }
 
-/// Reads a file that must be a regular file (not a link, device or
-/// FIFO), at most `expected + 1` bytes: enough to tell it is too long,
-/// never an unbounded read.
+/// A blob file: a regular file, not a link, at most `expected + 1` bytes
+/// read (enough to tell it is too long, never an unbounded read).
 fn read_regular(path: &Path, expected: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        // No links; a FIFO must not block the open.
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(expected.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+    bpfman_trust::file::read_at_most(path, expected, bpfman_trust::file::Links::Refuse)
 }
 
 /// Whether the blob at `path` is a regular file holding exactly `bytes`.

@@ -325,16 +325,18 @@ impl Cache {
     /// Reads a blob and checks it against `desc`.
     pub fn read_blob(&self, desc: &Descriptor) -> Result<Vec<u8>, CacheError> {
         let path = self.blob_path(&desc.digest);
-        let bytes = fs::read(&path).map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
-                CacheError::Missing {
-                    path: path.clone(),
-                    digest: desc.digest.clone(),
+        let bytes =
+            bpfman_trust::file::read_at_most(&path, desc.size, bpfman_trust::file::Links::Refuse)
+                .map_err(|source| {
+                if source.kind() == io::ErrorKind::NotFound {
+                    CacheError::Missing {
+                        path: path.clone(),
+                        digest: desc.digest.clone(),
+                    }
+                } else {
+                    io_err("read", &path)(source)
                 }
-            } else {
-                io_err("read", &path)(source)
-            }
-        })?;
+            })?;
         let found = Digest::of(&bytes);
         if found != desc.digest || bytes.len() as u64 != desc.size {
             return Err(CacheError::Corrupt {
@@ -663,8 +665,15 @@ impl Cache {
         let quarantine = self.root.join("quarantine");
         for (digest, path) in self.blob_files()? {
             report.blobs_checked += 1;
-            let bytes = fs::read(&path).map_err(io_err("read", &path))?;
-            if Digest::of(&bytes) != digest {
+            // A blob that is no regular file (a link, a FIFO) or is larger
+            // than any we store is as corrupt as one with the wrong bytes.
+            let intact = bpfman_trust::file::read_at_most(
+                &path,
+                bpfman_image_spec::layer::MAX_OBJECT_SIZE,
+                bpfman_trust::file::Links::Refuse,
+            )
+            .is_ok_and(|bytes| Digest::of(&bytes) == digest);
+            if !intact {
                 let to = quarantine.join(digest.hex());
                 fs::rename(&path, &to).map_err(io_err("quarantine", &path))?;
                 tracing::warn!(%digest, to = %to.display(), "corrupt blob quarantined");

@@ -311,7 +311,12 @@ impl<K: Kernel + Clone> Host<K> {
     pub fn program_object(&self, r: &ProgramRecord) -> Result<Vec<u8>> {
         match &r.source {
             Source::File { path, sha256 } => {
-                let bytes = std::fs::read(path).with_context(|| {
+                let bytes = bpfman_trust::file::read_regular(
+                    path,
+                    bpfman_image_spec::layer::MAX_OBJECT_SIZE,
+                    bpfman_trust::file::Links::Follow,
+                )
+                .with_context(|| {
                     format!(
                         "cannot read '{}', which program {} was loaded from",
                         path.display(),

@@ -127,8 +127,12 @@ impl<K: Kernel> Loader<K> {
 
     /// Loads programs of a local object file.
     pub fn load_file(&self, path: &Path, opts: &LoadOptions) -> Result<Vec<ProgramRecord>> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+        let bytes = bpfman_trust::file::read_regular(
+            path,
+            bpfman_image_spec::layer::MAX_OBJECT_SIZE,
+            bpfman_trust::file::Links::Follow,
+        )
+        .with_context(|| format!("cannot read '{}'", path.display()))?;
         let host = bpfman_image_spec::arch::Endianness::host();
         let endianness = bpfman_image_spec::elf::identify(&bytes)
             .with_context(|| format!("'{}' is not an eBPF object", path.display()))?;

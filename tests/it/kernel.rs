@@ -702,6 +702,16 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
     )
     .fails_with("bpffs mount point '/nonexistent/bpf' does not exist");
 
+    // A FIFO or a device given to load file is refused at once.
+    let fifo = host.dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for bad in [fifo.display().to_string(), "/dev/zero".to_string()] {
+        host.run(&["load", "file", &bad])
+            .fails_with("not a regular file");
+    }
+    host.assert_clean();
+
     // Regression: --bpffs mounted over a non-empty directory or another
     // mount, hiding what was there. Both are refused, and stay visible.
     let busy = host.dir.path().join("busy");

@@ -433,3 +433,80 @@ fn a_refused_pull_leaves_no_name_in_the_cache() {
         .ok();
     assert!(out.stdout.contains(&first), "{}", out.stdout);
 }
+
+/// Runs `bin` with `args` under `timeout 60`: a hang is a failure of its
+/// own (status 124), not a stuck test run.
+fn bounded(bin: &Path, args: &[&str]) -> Run {
+    let bin = bin.display().to_string();
+    let mut all = vec!["60", bin.as_str()];
+    all.extend_from_slice(args);
+    let out = run(Path::new("timeout"), &all, &[]);
+    assert_ne!(out.status, 124, "it hung: {args:?}");
+    out
+}
+
+/// Regression: a cached blob replaced by a link to /dev/zero grew the
+/// loader to gigabytes, and a FIFO hung it (fsck too), as did a FIFO or
+/// /dev/zero given as a policy, key, object or `load file`. Every such
+/// read now wants a regular file and stops at the size expected.
+#[test]
+fn files_that_are_not_regular_are_refused_at_once() {
+    let Some(reg) = TestRegistry::plain("files_that_are_not_regular_are_refused_at_once") else {
+        return;
+    };
+    let host = Host::new();
+    let image = reg.repo("ebpf/xdp:v1");
+    push_built(&xdp(), &image, &["--sign-key", &host.keys.private("a")]);
+    host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&host.load(None, &["images", "--output", "json"]).ok().stdout)
+            .expect("json");
+    let layer = v[0]["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .find(|b| b["mediaType"].as_str().is_some_and(|m| m.contains("layer")))
+        .expect("layer")["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let fifo = host.dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let fifo_arg = fifo.display().to_string();
+    let root = host.root().display().to_string();
+    let bpf = host.bpf.path().display().to_string();
+    let policy = host.dir.path().join("trusts-a.toml").display().to_string();
+    let loader = |args: &[&str]| {
+        let mut all = vec!["--root", root.as_str(), "--bpffs", bpf.as_str()];
+        all.extend_from_slice(args);
+        bounded(&load_bin(), &all)
+    };
+
+    for target in [Path::new("/dev/zero"), fifo.as_path()] {
+        let blob = host.blob(&layer);
+        fs::remove_file(&blob).ok();
+        std::os::unix::fs::symlink(target, &blob).expect("symlink");
+        loader(&["--policy", &policy, "verify", &image]).fails_with("");
+        loader(&["fsck"]).fails_with("corrupt entries");
+        assert!(fs::symlink_metadata(&blob).is_err(), "quarantined");
+        host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
+    }
+    // A FIFO or /dev/zero as the policy, a key, an object.
+    for bad in [fifo_arg.as_str(), "/dev/zero"] {
+        loader(&["--policy", bad, "verify", &image]).fails_with("not a regular file");
+        bounded(
+            &crate::support::image_bin(),
+            &["verify", "--key", bad, &image],
+        )
+        .fails_with("not a regular file");
+        bounded(
+            &crate::support::image_bin(),
+            &["build", "--object", bad, "--output", "oci:/nonexistent/x"],
+        )
+        .fails_with("not a regular file");
+    }
+}

@@ -42,7 +42,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::file::{Links, read_text};
 use crate::keys::PublicKey;
+
+/// The largest policy file read.
+pub const MAX_POLICY: u64 = 1 << 20;
+/// The largest key file read.
+pub const MAX_KEY: u64 = 64 << 10;
 
 /// What a scope demands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,11 +202,12 @@ impl Policy {
 
     /// Reads a policy file; key paths are relative to its directory.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.into(),
-            source,
-        })?;
-        Self::parse(&text, path, |p| std::fs::read_to_string(p))
+        let text =
+            read_text(path, MAX_POLICY, Links::Follow).map_err(|source| PolicyError::Read {
+                path: path.into(),
+                source,
+            })?;
+        Self::parse(&text, path, |p| read_text(p, MAX_KEY, Links::Follow))
     }
 
     /// Parses policy `text` that came from `path`, reading key files with

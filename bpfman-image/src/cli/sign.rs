@@ -1,7 +1,6 @@
 //! `keygen`, `sign` and `verify`, and the signing step of `build`.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -156,16 +155,24 @@ fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Reads and decrypts a cosign private key.
 pub(super) fn load_private_key(path: &Path) -> Result<PrivateKey> {
-    let pem = fs::read_to_string(path)
-        .with_context(|| format!("cannot read private key '{}'", path.display()))?;
+    let pem = bpfman_trust::file::read_text(
+        path,
+        bpfman_trust::policy::MAX_KEY,
+        bpfman_trust::file::Links::Follow,
+    )
+    .with_context(|| format!("cannot read private key '{}'", path.display()))?;
     let password = password(false, &format!("'{}'", path.display()))?;
     PrivateKey::from_encrypted_pem(&pem, password.as_bytes())
         .with_context(|| format!("cannot use private key '{}'", path.display()))
 }
 
 fn load_public_key(path: &Path) -> Result<PublicKey> {
-    let pem = fs::read_to_string(path)
-        .with_context(|| format!("cannot read public key '{}'", path.display()))?;
+    let pem = bpfman_trust::file::read_text(
+        path,
+        bpfman_trust::policy::MAX_KEY,
+        bpfman_trust::file::Links::Follow,
+    )
+    .with_context(|| format!("cannot read public key '{}'", path.display()))?;
     PublicKey::from_pem(&pem).with_context(|| format!("cannot use public key '{}'", path.display()))
 }
 
