@@ -12,6 +12,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Everything the demo needs, checked before anything is built: as root on
+# Debian or Ubuntu what is missing is installed (as .ci/run does; set
+# BPFMAN_DEMO_NO_INSTALL=1 to only check), otherwise the packages to
+# install are named and the demo stops.
+preflight() {
+	local needs=(cargo:cargo gcc:gcc)
+	if [ "$(id -u)" -eq 0 ]; then
+		needs+=(ip:iproute2 ping:iputils-ping bpftool:bpftool python3:python3 mount:mount)
+	fi
+	local missing=() pkg
+	for need in "${needs[@]}"; do
+		command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+	done
+	((${#missing[@]})) || return 0
+	if [ "$(id -u)" -eq 0 ] && [ -z "${BPFMAN_DEMO_NO_INSTALL:-}" ] && command -v apt-get >/dev/null; then
+		echo "== installing what the demo needs: ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
+		return
+	fi
+	for pkg in "${missing[@]}"; do
+		[ "$pkg" = cargo ] && { echo "$0: needs Rust's cargo (https://rustup.rs)" >&2; continue; }
+		echo "$0: needs the $pkg package" >&2
+	done
+	echo "$0: install them (Debian/Ubuntu: apt-get install ${missing[*]/cargo/}) and run it again" >&2
+	exit 1
+}
+preflight
+
 out=${1:-$(mktemp -d)/xdp-counter}
 keys=$(mktemp -d)
 cargo build --quiet --release -p bpfman-image

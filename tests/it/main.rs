@@ -5,6 +5,7 @@ mod support;
 
 mod build;
 mod fake_registry;
+mod front_door;
 mod interop;
 mod kernel;
 mod load_cache;
