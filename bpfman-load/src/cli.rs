@@ -39,7 +39,7 @@ struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Seconds to wait for another bpfman-load to finish with the root.
-    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS", allow_negative_numbers = true, value_parser = parse_seconds)]
     lock_timeout: u64,
     /// Where bpffs is (or will be) mounted; pins go in its bpfman-load/.
     #[arg(long, global = true, default_value = DEFAULT_BPFFS, value_name = "DIR")]
@@ -206,6 +206,13 @@ struct PruneArgs {
     /// only images no reference names any more, and stray blobs).
     #[arg(long)]
     all: bool,
+}
+
+/// A number of seconds: 0 or more.
+fn parse_seconds(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds: give 0 or more"))
 }
 
 /// Parses the command line, runs the command, prints any error as a chain.

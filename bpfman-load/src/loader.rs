@@ -379,6 +379,8 @@ impl<K: Kernel> Loader<K> {
             ..Default::default()
         };
         let mut keep = Vec::new();
+        // No pin of ours at all: bpffs was emptied (a reboot, a remount).
+        let bpffs_empty = k.pins(self.fs.root())?.is_empty();
         for mut r in self.state.all()? {
             match k.program(&r.pin) {
                 Ok(p) if p.id == r.id && p.tag_hex() == r.tag => {
@@ -400,8 +402,16 @@ impl<K: Kernel> Loader<K> {
                 Err(e) => {
                     let why = if k.is_pinned(&r.pin) {
                         format!("its pin is unreadable ({e})")
+                    } else if bpffs_empty {
+                        "its pin is gone (bpffs holds none of ours: a reboot, or it was remounted)"
+                            .to_string()
+                    } else if r.maps.iter().any(|m| !m.shared && k.is_pinned(&m.pin)) {
+                        // Unload unpins the program, then its maps, then the
+                        // record goes: this one stopped in between.
+                        "its pin is gone: an unload of it was interrupted; finished now".to_string()
                     } else {
-                        "its pin is gone (reboot, or unpinned by someone else)".to_string()
+                        "its pin is gone (an interrupted unload, or someone else unpinned it)"
+                            .to_string()
                     };
                     report.vanished.push((r, why));
                 }

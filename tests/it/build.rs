@@ -654,3 +654,33 @@ fn damaged_blobs_in_a_layout_are_found_and_replaced() {
     build().ok();
     assert!(fsck(&[]).ok().stdout.contains("0 corrupt, 0 broken tags"));
 }
+
+/// Regression: `--source-date-epoch -5` and `bpfman-load --lock-timeout -1`
+/// printed only the usage; they now say what is wrong with the value.
+#[test]
+fn negative_numbers_get_a_reason() {
+    let r = image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_pass.bpfel.o"),
+        "--source-date-epoch",
+        "-5",
+    ]);
+    assert_eq!(r.status, 2);
+    assert!(
+        r.stderr.contains("is not a SOURCE_DATE_EPOCH"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &crate::support::load_bin(),
+        &["--lock-timeout", "-1", "list"],
+        &[],
+    );
+    assert_eq!(r.status, 2);
+    assert!(
+        r.stderr.contains("is not a number of seconds"),
+        "{}",
+        r.stderr
+    );
+}

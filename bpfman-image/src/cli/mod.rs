@@ -100,6 +100,7 @@ struct BuildArgs {
         env = "SOURCE_DATE_EPOCH",
         default_value_t = 0,
         value_name = "SECONDS",
+        allow_negative_numbers = true,
         value_parser = parse_epoch
     )]
     source_date_epoch: u64,

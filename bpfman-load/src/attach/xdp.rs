@@ -114,6 +114,12 @@ impl SysAttach for XdpTarget {
                         KernelError::Busy {
                             interface: at.name.clone(),
                         }
+                    } else if self.mode == XdpMode::Hw {
+                        KernelError::call(
+                            "attach XDP in hardware offload mode (--mode hw needs a NIC and driver that offload XDP programs; use --mode driver or skb) to",
+                            at.name.clone(),
+                            e,
+                        )
                     } else {
                         KernelError::call("attach XDP to", at.name.clone(), e)
                     }

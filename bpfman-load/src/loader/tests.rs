@@ -317,10 +317,13 @@ fn reconciliation_handles_every_inconsistency() {
         .map(|(r, why)| (r.id, why.as_str()))
         .collect();
     assert_eq!(vanished.len(), 2, "{vanished:?}");
-    assert!(vanished.contains(&(
-        a.id,
-        "its pin is gone (reboot, or unpinned by someone else)"
-    )));
+    // a's maps are still pinned: this is what an interrupted unload leaves.
+    assert!(
+        vanished
+            .iter()
+            .any(|(id, why)| *id == a.id && why.contains("an unload of it was interrupted")),
+        "{vanished:?}"
+    );
     assert!(
         vanished
             .iter()
@@ -337,6 +340,17 @@ fn reconciliation_handles_every_inconsistency() {
     assert!(l.record(c.id).expect("c").links.is_empty());
     rig.assert_consistent(&l);
     assert!(rig.loader().reconcile().expect("again").is_empty());
+
+    // Every pin of ours gone at once: a reboot, and it says so.
+    for p in rig.fake.pin_set() {
+        rig.fake.world().pins.remove(&p);
+    }
+    let report = rig.loader().reconcile().expect("reconcile");
+    assert!(
+        report.vanished[0].1.contains("a reboot"),
+        "{:?}",
+        report.vanished
+    );
 }
 
 #[test]
