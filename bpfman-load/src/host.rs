@@ -353,12 +353,67 @@ impl<K: Kernel + Clone> Host<K> {
     }
 }
 
-/// Creates the root (0700) so the lock file has somewhere to live.
+/// Creates the root (0700) so the lock file has somewhere to live, and
+/// makes sure nobody else can steer what we (root) do in it.
 fn create_root(root: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(root)
-        .with_context(|| format!("cannot create the root '{}'", root.display()))
+        .with_context(|| format!("cannot create the root '{}'", root.display()))?;
+    check_root(root)
+}
+
+/// The state root must be ours alone: a directory (not a link) owned by
+/// the user running us and writable by nobody else, in a parent nobody
+/// else can swap it in (not writable by others, unless it is a
+/// root-owned sticky directory such as /tmp), with no links where our own
+/// files go. Otherwise another user could make us delete or overwrite
+/// files of their choosing.
+fn check_root(root: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "refusing the state root '{}': {why}; use a directory only the user running bpfman-load can change (chown it, chmod 0700)",
+            root.display()
+        )
+    };
+    let meta = std::fs::symlink_metadata(root)
+        .with_context(|| format!("cannot stat the root '{}'", root.display()))?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(refuse("it is not a directory (a symbolic link?)".into()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "it is owned by uid {}, not by uid {me}",
+            meta.uid()
+        )));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(refuse("others can write to it".into()));
+    }
+    let parent = std::fs::canonicalize(root)
+        .ok()
+        .and_then(|r| r.parent().map(Path::to_path_buf));
+    if let Some(parent) = parent
+        && let Ok(p) = std::fs::metadata(&parent)
+    {
+        let mode = p.permissions().mode();
+        let sticky_root = mode & 0o1000 != 0 && p.uid() == 0;
+        if mode & 0o002 != 0 && !sticky_root {
+            return Err(refuse(format!(
+                "its parent '{}' is writable by anyone and not a root-owned sticky directory",
+                parent.display()
+            )));
+        }
+    }
+    for entry in ["lock", "tmp", "blobs", "quarantine", "db"] {
+        let path = root.join(entry);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(refuse(format!("'{}' is a symbolic link", path.display())));
+        }
+    }
+    Ok(())
 }

@@ -510,3 +510,52 @@ fn files_that_are_not_regular_are_refused_at_once() {
         .fails_with("not a regular file");
     }
 }
+
+/// Regression: a state root another user could change let them make the
+/// loader (root) delete or overwrite files: `tmp/` replaced by a link made
+/// fsck empty the target, `lock` replaced by a link made the lock write
+/// clobber it. Such roots are refused, and the targets are left alone.
+#[test]
+fn a_root_others_can_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().expect("tmp");
+    let victim = dir.path().join("victim");
+    fs::create_dir(&victim).expect("mkdir");
+    fs::write(victim.join("precious"), "keep").expect("write");
+    let root = dir.path().join("root");
+    let root_arg = root.display().to_string();
+    let load = |args: &[&str]| {
+        let mut all = vec!["--root", root_arg.as_str()];
+        all.extend_from_slice(args);
+        run(&load_bin(), &all, &[])
+    };
+    load(&["images"]).ok();
+
+    // Links where our own files go.
+    fs::remove_dir_all(root.join("tmp")).expect("rm tmp");
+    std::os::unix::fs::symlink(&victim, root.join("tmp")).expect("symlink");
+    load(&["fsck"]).fails_with("is a symbolic link");
+    fs::remove_file(root.join("tmp")).expect("rm link");
+    fs::remove_file(root.join("lock")).expect("rm lock");
+    std::os::unix::fs::symlink(victim.join("precious"), root.join("lock")).expect("symlink");
+    load(&["images"]).fails_with("is a symbolic link");
+    assert_eq!(fs::read(victim.join("precious")).expect("kept"), b"keep");
+    fs::remove_file(root.join("lock")).expect("rm link");
+
+    // A root others can write to.
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).expect("chmod");
+    load(&["images"]).fails_with("others can write to it");
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).expect("chmod");
+    load(&["images"]).ok();
+
+    // A root owned by someone else (only root can make one).
+    let chowned = std::process::Command::new("chown")
+        .arg("65534")
+        .arg(&root)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if chowned {
+        load(&["images"]).fails_with("is owned by uid 65534");
+    }
+}
