@@ -72,6 +72,22 @@ impl Host {
         run(&load_bin(), &all, &[])
     }
 
+    /// The layer digest of the one cached image.
+    fn layer(&self) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.load(None, &["images", "--output", "json"]).ok().stdout)
+                .expect("json");
+        v[0]["blobs"]
+            .as_array()
+            .expect("blobs")
+            .iter()
+            .find(|b| b["mediaType"].as_str().is_some_and(|m| m.contains("layer")))
+            .expect("layer")["digest"]
+            .as_str()
+            .expect("digest")
+            .to_string()
+    }
+
     fn blob(&self, digest: &str) -> PathBuf {
         self.root()
             .join("blobs/sha256")
@@ -187,19 +203,8 @@ fn a_corrupt_blob_is_refused_and_fsck_quarantines_it() {
     let image = reg.repo("ebpf/xdp:v1");
     push_built(&xdp(), &image, &["--sign-key", &host.keys.private("a")]);
     host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
-    let v: serde_json::Value =
-        serde_json::from_str(&host.load(None, &["images", "--output", "json"]).ok().stdout)
-            .expect("json");
     // Corrupt the layer (the object) on disk.
-    let layer = v[0]["blobs"]
-        .as_array()
-        .expect("blobs")
-        .iter()
-        .find(|b| b["mediaType"].as_str().is_some_and(|m| m.contains("layer")))
-        .expect("layer")["digest"]
-        .as_str()
-        .expect("digest")
-        .to_string();
+    let layer = host.layer();
     let path = host.blob(&layer);
     let mut bytes = fs::read(&path).expect("blob");
     let last = bytes.len() - 1;
@@ -458,18 +463,7 @@ fn files_that_are_not_regular_are_refused_at_once() {
     let image = reg.repo("ebpf/xdp:v1");
     push_built(&xdp(), &image, &["--sign-key", &host.keys.private("a")]);
     host.load(Some("trusts-a.toml"), &["pull", &image]).ok();
-    let v: serde_json::Value =
-        serde_json::from_str(&host.load(None, &["images", "--output", "json"]).ok().stdout)
-            .expect("json");
-    let layer = v[0]["blobs"]
-        .as_array()
-        .expect("blobs")
-        .iter()
-        .find(|b| b["mediaType"].as_str().is_some_and(|m| m.contains("layer")))
-        .expect("layer")["digest"]
-        .as_str()
-        .expect("digest")
-        .to_string();
+    let layer = host.layer();
     let fifo = host.dir.path().join("fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
