@@ -61,17 +61,9 @@ impl Bpffs {
         self.root.join("progs")
     }
 
-    pub fn program(&self, id: u32) -> PathBuf {
-        self.programs_dir().join(id.to_string())
-    }
-
     /// Where links are pinned, by id.
     pub fn links_dir(&self) -> PathBuf {
         self.root.join("links")
-    }
-
-    pub fn link(&self, id: u32) -> PathBuf {
-        self.links_dir().join(id.to_string())
     }
 
     /// The directory for one load's maps.

@@ -297,7 +297,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
                 Err(e) => e,
             })?
             .ok_or_else(|| anyhow!("the dispatcher vanished while adding to it"))?;
-        record_of(self.state, id)?
+        crate::loader::record(self.state, id)?
             .links
             .into_iter()
             .find(|l| l.attachment.dispatcher_key() == Some(done.key.as_str()))
@@ -448,7 +448,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
     ) -> Result<Vec<ProgramRecord>> {
         let mut out = Vec::new();
         for (i, slot) in d.slots.iter().enumerate() {
-            let mut r = record_of(self.state, slot.program)?;
+            let mut r = record(self.state, slot.program)?;
             r.links
                 .retain(|l| l.attachment.dispatcher_key() != Some(d.key.as_str()));
             // The id users see is the extension program's: it stays the
@@ -596,10 +596,6 @@ impl<'a, K: Kernel> Chain<'a, K> {
         }
         Ok(done)
     }
-}
-
-fn record_of(state: &State, id: u32) -> Result<ProgramRecord> {
-    record(state, id)
 }
 
 #[cfg(test)]

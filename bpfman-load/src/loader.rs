@@ -380,7 +380,8 @@ impl<K: Kernel> Loader<K> {
         };
         let mut keep = Vec::new();
         // No pin of ours at all: bpffs was emptied (a reboot, a remount).
-        let bpffs_empty = k.pins(self.fs.root())?.is_empty();
+        // Walked only when a program's pin is gone.
+        let bpffs_empty = std::cell::OnceCell::new();
         for mut r in self.state.all()? {
             match k.program(&r.pin) {
                 Ok(p) if p.id == r.id && p.tag_hex() == r.tag => {
@@ -402,7 +403,9 @@ impl<K: Kernel> Loader<K> {
                 Err(e) => {
                     let why = if k.is_pinned(&r.pin) {
                         format!("its pin is unreadable ({e})")
-                    } else if bpffs_empty {
+                    } else if *bpffs_empty
+                        .get_or_init(|| k.pins(self.fs.root()).is_ok_and(|p| p.is_empty()))
+                    {
                         "its pin is gone (bpffs holds none of ours: a reboot, or it was remounted)"
                             .to_string()
                     } else if r.maps.iter().any(|m| !m.shared && k.is_pinned(&m.pin)) {

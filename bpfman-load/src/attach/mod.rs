@@ -8,7 +8,6 @@
 //! them); then its row in docs/loader.md.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use bpfman_image_spec::program::SectionKind;
@@ -211,16 +210,6 @@ impl AttachRequest {
             || kprobe::fits(kind)
             || uprobe::fits(kind)
             || tracing::fits(kind)
-    }
-
-    /// The network namespace the hook is in, if it has one.
-    pub fn netns(&self) -> Option<&PathBuf> {
-        match self {
-            Self::Xdp(r) => r.netns.as_ref(),
-            Self::Tc(r) => r.netns.as_ref(),
-            Self::Tcx(r) => r.netns.as_ref(),
-            _ => None,
-        }
     }
 
     /// Checks the request against the program and resolves it for the
