@@ -178,6 +178,29 @@ pub fn plan_remove(current: &DispatcherRecord, program: u32) -> Result<Plan> {
     })
 }
 
+/// Putting `slot` where `program` is in the chain `current`, in one
+/// revision: the newcomer takes the old program's position (among slots
+/// of equal priority it keeps the old one's place), the old one leaves.
+pub fn plan_replace(current: &DispatcherRecord, program: u32, slot: Slot) -> Result<Plan> {
+    let mut plan = plan_remove(current, program)?;
+    if plan.slots.iter().any(|s| s.program == slot.program) {
+        bail!(
+            "program {} is already in dispatcher {}",
+            slot.program,
+            current.key
+        );
+    }
+    let at = current
+        .slots
+        .iter()
+        .position(|s| s.program == program)
+        .unwrap_or(plan.slots.len());
+    plan.slots.insert(at, slot);
+    // Stable: equal priorities keep their places.
+    plan.slots.sort_by_key(|s| s.priority);
+    Ok(plan)
+}
+
 /// The dispatcher record's key: hook, namespace and interface index.
 pub fn key(hook: ChainHook, netns: Option<&Path>, ifindex: u32) -> String {
     let ns = netns.map_or_else(
@@ -238,28 +261,64 @@ impl<'a, K: Kernel> Chain<'a, K> {
         Self { kernel, state, fs }
     }
 
-    /// Adds a program to the dispatcher on a hook (making the dispatcher
-    /// if there is none).
-    pub fn add(&self, req: &ChainRequest, joining: Joining<'_>) -> Result<LinkRecord> {
-        let k = self.kernel;
+    /// The slot `joining` would take for `req` in dispatcher `key`.
+    fn slot(req: &ChainRequest, joining: Joining<'_>, dir: &Path) -> Slot {
         let record = joining.record;
-        let id = record.id;
-        let at = k.interface(&req.interface, req.netns.as_deref())?;
-        let key = key(req.hook, req.netns.as_deref(), at.ifindex);
-        let current = self.state.dispatcher(&key)?;
         let (own_priority, own_actions) = run_config(req.hook, joining.object, &record.name);
-        let dir = self.fs.dispatcher(&key);
-        let slot = Slot {
-            program: id,
+        Slot {
+            program: record.id,
             name: record.name.clone(),
             priority: req.priority.or(own_priority).unwrap_or(DEFAULT_PRIORITY),
             proceed_on: req
                 .proceed_on
                 .or(own_actions)
                 .unwrap_or_else(|| req.hook.default_proceed_on()),
-            ext: dir.join(format!("ext-{id}")),
+            ext: dir.join(format!("ext-{}", record.id)),
             ext_id: 0,
-        };
+        }
+    }
+
+    /// Replaces `old` in the dispatcher on `req`'s hook with `joining`, in
+    /// one atomic swap of the hook: no packet sees neither or both.
+    pub fn replace(
+        &self,
+        req: &ChainRequest,
+        old: u32,
+        joining: Joining<'_>,
+    ) -> Result<LinkRecord> {
+        let at = self
+            .kernel
+            .interface(&req.interface, req.netns.as_deref())?;
+        let key = key(req.hook, req.netns.as_deref(), at.ifindex);
+        let current = self
+            .state
+            .dispatcher(&key)?
+            .ok_or_else(|| anyhow!("no dispatcher {key} in the state"))?;
+        let slot = Self::slot(req, joining, &self.fs.dispatcher(&key));
+        let plan = plan_replace(&current, old, slot)?;
+        self.rebuild(&current, plan, Some(joining), req.xdp_mode)?
+            .ok_or_else(|| anyhow!("the dispatcher vanished while replacing in it"))?;
+        self.slot_link(joining.record.id, &key)
+    }
+
+    /// Program `id`'s link to dispatcher `key`.
+    fn slot_link(&self, id: u32, key: &str) -> Result<LinkRecord> {
+        crate::loader::record(self.state, id)?
+            .links
+            .into_iter()
+            .find(|l| l.attachment.dispatcher_key() == Some(key))
+            .ok_or_else(|| anyhow!("program {id} is not in the chain after adding it"))
+    }
+
+    /// Adds a program to the dispatcher on a hook (making the dispatcher
+    /// if there is none).
+    pub fn add(&self, req: &ChainRequest, joining: Joining<'_>) -> Result<LinkRecord> {
+        let k = self.kernel;
+        let at = k.interface(&req.interface, req.netns.as_deref())?;
+        let key = key(req.hook, req.netns.as_deref(), at.ifindex);
+        let current = self.state.dispatcher(&key)?;
+        let dir = self.fs.dispatcher(&key);
+        let slot = Self::slot(req, joining, &dir);
         let base = current.unwrap_or_else(|| {
             // TC: tcx where the kernel has it, clsact + cls_bpf otherwise.
             let clsact =
@@ -297,11 +356,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
                 Err(e) => e,
             })?
             .ok_or_else(|| anyhow!("the dispatcher vanished while adding to it"))?;
-        crate::loader::record(self.state, id)?
-            .links
-            .into_iter()
-            .find(|l| l.attachment.dispatcher_key() == Some(done.key.as_str()))
-            .ok_or_else(|| anyhow!("program {id} is not in the chain after adding it"))
+        self.slot_link(joining.record.id, &done.key)
     }
 
     /// Removes a program from the dispatcher `key`; the last one out takes

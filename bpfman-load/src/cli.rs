@@ -11,6 +11,8 @@ use bpfman_image::frontend::{TransportArgs, exit, init_tracing};
 use bpfman_image::reference::ImageRef;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::apply::file::Desired;
+use crate::apply::{self, ApplyOptions, Change, Report, Step};
 use crate::attach::AttachRequest;
 use crate::bpffs::DEFAULT_BPFFS;
 use crate::cache::DEFAULT_ROOT;
@@ -77,6 +79,12 @@ enum Command {
     },
     /// List the programs we loaded (--all: every program in the kernel).
     List(ListArgs),
+    /// Converge the host to desired-state files: create, replace, keep
+    /// and remove deployments (see docs/apply.md).
+    Apply(ApplyArgs),
+    /// Compare the host with desired-state files, offline; exits 2 when
+    /// it has drifted.
+    Status(StatusArgs),
     /// Show one program we loaded.
     Get {
         #[arg(value_name = "ID")]
@@ -143,6 +151,62 @@ struct ListArgs {
     all: bool,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
+}
+
+#[derive(Debug, Args)]
+struct ApplyArgs {
+    /// A desired-state file, or a directory of *.toml files (merged).
+    #[arg(short = 'f', long = "file", value_name = "FILE|DIR", required = true)]
+    files: Vec<PathBuf>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep applying every --interval, re-resolving tags at the registry
+    /// (digest-pinned deployments never move); SIGTERM or SIGINT finishes
+    /// the current deployment and exits.
+    #[arg(long, conflicts_with = "dry_run")]
+    watch: bool,
+    /// Time between rounds with --watch: 30s, 5m, 1h or seconds.
+    #[arg(long, default_value = "30s", value_parser = parse_interval, requires = "watch")]
+    interval: Duration,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// A desired-state file, or a directory of *.toml files (merged).
+    #[arg(short = 'f', long = "file", value_name = "FILE|DIR", required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+/// `30s`, `5m`, `1h`, or a number of seconds; at least one second.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (n, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(format!(
+                "'{s}' is not an interval: write 30s, 5m, 1h or seconds"
+            ));
+        }
+    };
+    match n.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n * scale)),
+        _ => Err(format!(
+            "'{s}' is not an interval: write 30s, 5m, 1h or seconds (at least 1s)"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -215,27 +279,54 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("'{s}' is not a number of seconds: give 0 or more"))
 }
 
+/// The host has drifted from its desired state (`status`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} of the declared deployments are not as declared")]
+struct Drifted(usize);
+
 /// Parses the command line, runs the command, prints any error as a chain.
 pub fn main() -> ExitCode {
     init_tracing();
-    exit(run(Cli::parse()))
+    match run(Cli::parse()) {
+        Err(e) if e.downcast_ref::<Drifted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        result => exit(result),
+    }
+}
+
+impl Global {
+    fn host(&self) -> Result<Host> {
+        let opts = HostOptions {
+            root: self.root.clone(),
+            policy: self.policy.clone(),
+            bpffs: self.bpffs.clone(),
+            lock_timeout: Duration::from_secs(self.lock_timeout),
+        };
+        Host::open(opts, |holder| {
+            eprintln!(
+                "waiting for the lock on {}: held by {holder}",
+                self.root.display()
+            );
+        })
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
-    let opts = HostOptions {
-        root: g.root.clone(),
-        policy: g.policy.clone(),
-        bpffs: g.bpffs.clone(),
-        lock_timeout: Duration::from_secs(g.lock_timeout),
-    };
-    let host = Host::open(opts, |holder| {
-        eprintln!(
-            "waiting for the lock on {}: held by {holder}",
-            g.root.display()
-        );
-    })?;
+    if let Command::Apply(args) = &cli.command
+        && args.watch
+    {
+        // Each round holds the root only while it runs.
+        return crate::watch::watch(args.interval, |stop| {
+            apply_once(&g.host()?, args, true, stop)
+        });
+    }
+    let host = g.host()?;
     match cli.command {
+        Command::Apply(args) => apply_once(&host, &args, false, &|| false),
+        Command::Status(args) => status(&host, &args),
         Command::Pull(args) => pull(&host, args),
         Command::Verify(args) => verify(&host, &args.image),
         Command::Images(args) => list(&host, args.output),
@@ -297,6 +388,132 @@ fn kernel(host: &Host) -> Result<&Host> {
         );
     }
     Ok(host)
+}
+
+/// Reads the desired state from every file or directory given.
+fn desired(files: &[PathBuf]) -> Result<Desired> {
+    let mut all = Desired::default();
+    for f in files {
+        let d = Desired::load(f)?;
+        for dep in d.deployments {
+            if let Some(prev) = all.get(&dep.name) {
+                anyhow::bail!(
+                    "{}: deployment '{}' is already declared at {}; a name may appear only once",
+                    dep.at,
+                    dep.name,
+                    prev.at
+                );
+            }
+            all.deployments.push(dep);
+        }
+    }
+    Ok(all)
+}
+
+/// One apply (or one round of --watch), with its own hold on the root.
+fn apply_once(
+    host: &Host,
+    args: &ApplyArgs,
+    follow_tags: bool,
+    stop: &dyn Fn() -> bool,
+) -> Result<()> {
+    let desired = desired(&args.files)?;
+    kernel(host)?;
+    let opts = ApplyOptions {
+        dry_run: args.dry_run,
+        offline: false,
+        follow_tags,
+        transport: args.transport.options()?,
+    };
+    let report = apply::apply(host, &desired, &opts, stop)?;
+    print_report(&report, args.output, false)?;
+    let failed: Vec<&Step> = report.failed().collect();
+    for s in &failed {
+        eprintln!("deployment '{}' failed: {}", s.deployment, s.reason);
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} deployments failed; the others are as declared",
+            failed.len(),
+            report.steps.len()
+        );
+    }
+    Ok(())
+}
+
+fn status(host: &Host, args: &StatusArgs) -> Result<()> {
+    let desired = desired(&args.files)?;
+    kernel(host)?;
+    let opts = ApplyOptions {
+        dry_run: true,
+        offline: true,
+        ..Default::default()
+    };
+    let report = apply::apply(host, &desired, &opts, &|| false)?;
+    print_report(&report, args.output, true)?;
+    let off = report
+        .steps
+        .iter()
+        .filter(|s| s.change != Change::Keep)
+        .count();
+    if off > 0 {
+        return Err(Drifted(off).into());
+    }
+    Ok(())
+}
+
+/// A plan, what an apply did, or (`status`) how the host compares.
+fn print_report(report: &Report, output: Output, status: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if let Output::Json = output {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let short = |d: &Option<bpfman_image_spec::digest::Digest>| {
+        d.as_ref().map_or("-".to_string(), |d| {
+            d.to_string().chars().take(19).collect()
+        })
+    };
+    writeln!(
+        out,
+        "{:<20} {:<12} {:<19} {:<19} {:<12} REASON",
+        "DEPLOYMENT",
+        if status { "STATE" } else { "CHANGE" },
+        "DESIRED",
+        "CURRENT",
+        "PROGRAMS",
+    )?;
+    for s in &report.steps {
+        let change = if status {
+            match s.change {
+                Change::Keep => "converged",
+                Change::Create => "missing",
+                Change::Replace => "drifted",
+                Change::Remove => "undeclared",
+                Change::Failed => "unknown",
+            }
+            .to_string()
+        } else {
+            s.change.to_string()
+        };
+        let programs: Vec<String> = s.programs.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "{:<20} {:<12} {:<19} {:<19} {:<12} {}",
+            s.deployment,
+            change,
+            short(&s.desired),
+            short(&s.current),
+            if programs.is_empty() {
+                "-".into()
+            } else {
+                programs.join(",")
+            },
+            s.reason
+        )?;
+    }
+    Ok(())
 }
 
 fn pull(host: &Host, args: PullArgs) -> Result<()> {
@@ -477,6 +694,7 @@ fn load_options(a: &LoadArgs) -> LoadOptions {
         programs: a.programs.clone(),
         globals: a.globals.clone(),
         share_maps_with: a.share_maps_with,
+        deployment: None,
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`sections`]: libbpf section names renamed for aya.
 //! - [`cli`]: the command line.
 
+pub mod apply;
 pub mod attach;
 pub mod bpffs;
 pub mod cache;
@@ -32,3 +33,4 @@ pub mod lock;
 pub mod platform;
 pub mod sections;
 pub mod state;
+pub mod watch;

@@ -39,6 +39,8 @@ pub struct LoadOptions {
     pub globals: Vec<(String, Vec<u8>)>,
     /// Reuse the maps of this already loaded program (by name).
     pub share_maps_with: Option<u32>,
+    /// The desired-state deployment these programs belong to.
+    pub deployment: Option<crate::state::Deployed>,
 }
 
 /// What reconciliation found and cleaned.
@@ -237,6 +239,7 @@ impl<K: Kernel> Loader<K> {
                 globals: globals.clone(),
                 links: Vec::new(),
                 loaded_at,
+                deployment: opts.deployment.clone(),
             })
             .collect();
         self.state.put(&records)?;
@@ -294,6 +297,66 @@ impl<K: Kernel> Loader<K> {
         self.state.put(std::slice::from_ref(&record))?;
         undo.commit();
         Ok(l)
+    }
+
+    /// Moves program `from`'s attachment at the place `request` names to
+    /// program `to`, without a moment where neither or both run: a
+    /// dispatcher slot is replaced in one swap of the hook, an exclusive
+    /// XDP or tcx link is updated in place. `None` when `from` is not
+    /// attached there or the hook cannot swap (attach `to` instead, then
+    /// let `from` go).
+    pub fn take_over(
+        &self,
+        from: u32,
+        to: u32,
+        request: &AttachRequest,
+        object: impl FnOnce(&ProgramRecord) -> Result<Vec<u8>>,
+    ) -> Result<Option<LinkRecord>> {
+        let k = &self.kernel;
+        let mut old = self.record(from)?;
+        let mut new = self.record(to)?;
+        let cx = Context {
+            kernel: k,
+            state: &self.state,
+            record: &new,
+        };
+        match request.route(&cx)? {
+            Route::Chain(req) => {
+                let at = k.interface(&req.interface, req.netns.as_deref())?;
+                let key = crate::chain::key(req.hook, req.netns.as_deref(), at.ifindex);
+                if !old
+                    .links
+                    .iter()
+                    .any(|l| l.attachment.dispatcher_key() == Some(key.as_str()))
+                {
+                    return Ok(None);
+                }
+                let bytes = object(&new)?;
+                let joining = Joining {
+                    record: &new,
+                    object: &bytes,
+                };
+                self.chain().replace(&req, from, joining).map(Some)
+            }
+            Route::Direct(_, attachment) => {
+                let Some((pos, hook)) = old
+                    .links
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, l)| l.attachment.updatable_as(&attachment).map(|h| (i, h)))
+                else {
+                    return Ok(None);
+                };
+                k.update_link(hook, &old.links[pos].pin, &new.pin)?;
+                // The link now runs `to`: the records follow in one batch.
+                let mut link = old.links.remove(pos);
+                link.attachment = attachment;
+                link.attached_at = now();
+                new.links.push(link.clone());
+                self.state.put(&[old, new])?;
+                Ok(Some(link))
+            }
+        }
     }
 
     /// Detaches one link, by its kernel id.

@@ -70,6 +70,19 @@ pub struct ProgramRecord {
     pub globals: Vec<String>,
     pub links: Vec<LinkRecord>,
     pub loaded_at: u64,
+    /// The desired-state deployment that made this program, if `apply`
+    /// did: only such programs are `apply`'s to replace or remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployed>,
+}
+
+/// The deployment a program belongs to, and what it was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub name: String,
+    /// A digest of the deployment as declared plus the image digest or
+    /// file hash it resolved to: a different one means "replace".
+    pub fingerprint: String,
 }
 
 impl ProgramRecord {

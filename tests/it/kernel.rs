@@ -19,13 +19,13 @@ use crate::signing::{Keys, push_built, xdp};
 use crate::support::{BpfMount, Run, have_tool, load_bin, privileged, run, testdata};
 
 /// A state root and a bpffs of the test's own.
-struct Host {
-    dir: TempDir,
-    bpf: BpfMount,
+pub(crate) struct Host {
+    pub(crate) dir: TempDir,
+    pub(crate) bpf: BpfMount,
 }
 
 impl Host {
-    fn new(test: &str) -> Option<Self> {
+    pub(crate) fn new(test: &str) -> Option<Self> {
         if !privileged(test)
             || !have_tool(test, "bpftool", "apt-get install bpftool")
             || !have_tool_with_version(test, "ping", "apt-get install iputils-ping")
@@ -38,7 +38,7 @@ impl Host {
         })
     }
 
-    fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    pub(crate) fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
         let root = self.dir.path().join("root").display().to_string();
         let bpf = self.bpf.path().display().to_string();
         let mut all = vec![
@@ -53,12 +53,12 @@ impl Host {
         run(&load_bin(), &all, envs)
     }
 
-    fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, &[])
     }
 
     /// Loads a test object and returns the records.
-    fn load_file(&self, object: &str, extra: &[&str]) -> Vec<Value> {
+    pub(crate) fn load_file(&self, object: &str, extra: &[&str]) -> Vec<Value> {
         let path = testdata(&format!("bpf/{object}")).display().to_string();
         let mut args = vec!["load", "file", path.as_str(), "--output", "json"];
         args.extend_from_slice(extra);
@@ -67,7 +67,7 @@ impl Host {
         v.as_array().expect("array").clone()
     }
 
-    fn attach(&self, id: &Value, hook: &[&str]) -> String {
+    pub(crate) fn attach(&self, id: &Value, hook: &[&str]) -> String {
         let id = id.to_string();
         let mut args = vec!["attach", id.as_str()];
         args.extend_from_slice(hook);
@@ -75,7 +75,7 @@ impl Host {
     }
 
     /// Unloads these records' programs, in one run.
-    fn unload<'a>(&self, records: impl IntoIterator<Item = &'a Value>) {
+    pub(crate) fn unload<'a>(&self, records: impl IntoIterator<Item = &'a Value>) {
         let ids: Vec<String> = records.into_iter().map(|r| r["id"].to_string()).collect();
         let mut args = vec!["unload"];
         args.extend(ids.iter().map(String::as_str));
@@ -83,7 +83,7 @@ impl Host {
     }
 
     /// Our directory in the test's bpffs.
-    fn ours(&self) -> PathBuf {
+    pub(crate) fn ours(&self) -> PathBuf {
         let entries: Vec<PathBuf> = fs::read_dir(self.bpf.path())
             .expect("bpffs")
             .flatten()
@@ -98,7 +98,7 @@ impl Host {
     }
 
     /// Every pin under our directory.
-    fn pins(&self) -> Vec<PathBuf> {
+    pub(crate) fn pins(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![self.ours()];
         while let Some(d) = stack.pop() {
@@ -114,7 +114,7 @@ impl Host {
         out
     }
 
-    fn listed(&self) -> Vec<Value> {
+    pub(crate) fn listed(&self) -> Vec<Value> {
         let out = self.run(&["list", "--output", "json"]).ok();
         serde_json::from_str::<Value>(&out.stdout)
             .expect("json")
@@ -124,13 +124,13 @@ impl Host {
     }
 
     /// Nothing of ours is left: no record, no pin.
-    fn assert_clean(&self) {
+    pub(crate) fn assert_clean(&self) {
         assert!(self.listed().is_empty(), "{:?}", self.listed());
         assert!(self.pins().is_empty(), "{:?}", self.pins());
     }
 
     /// The pin of a record's map.
-    fn map_pin(record: &Value, name: &str) -> PathBuf {
+    pub(crate) fn map_pin(record: &Value, name: &str) -> PathBuf {
         let maps = record["maps"].as_array().expect("maps");
         let m = maps
             .iter()
@@ -147,7 +147,7 @@ fn have_tool_with_version(test: &str, tool: &str, install: &str) -> bool {
 /// The sum over CPUs of a per-CPU counter (a u64, or a struct whose first
 /// field is the packet count), read with bpftool from its pin. bpftool
 /// prints raw bytes ("0x38", ...) for maps without BTF, as aya makes them.
-fn counter(pin: &Path) -> u64 {
+pub(crate) fn counter(pin: &Path) -> u64 {
     let out = Command::new("bpftool")
         .args(["-j", "map", "dump", "pinned"])
         .arg(pin)
@@ -185,7 +185,7 @@ fn first_u64(bytes: &Value) -> Option<u64> {
 }
 
 /// Whether the kernel has a program or link with this id.
-fn kernel_has(kind: &str, id: &Value) -> bool {
+pub(crate) fn kernel_has(kind: &str, id: &Value) -> bool {
     Command::new("bpftool")
         .args([kind, "show", "id", &id.to_string()])
         .output()
@@ -196,7 +196,7 @@ fn kernel_has(kind: &str, id: &Value) -> bool {
 
 /// Whether the kernel let go of a program or link. It frees them after an
 /// RCU grace period, so this waits for up to five seconds.
-fn kernel_freed(kind: &str, id: &Value) -> bool {
+pub(crate) fn kernel_freed(kind: &str, id: &Value) -> bool {
     for _ in 0..50 {
         if !kernel_has(kind, id) {
             return true;
@@ -209,9 +209,9 @@ fn kernel_freed(kind: &str, id: &Value) -> bool {
 /// A fresh network namespace holding veth1 (10.201.N.2), where programs
 /// attach, and a peer namespace holding veth0 (10.201.N.1), where pings
 /// start. Both deleted on drop.
-struct Netns {
-    name: String,
-    peer: String,
+pub(crate) struct Netns {
+    pub(crate) name: String,
+    pub(crate) peer: String,
     net: u8,
 }
 
@@ -225,7 +225,7 @@ fn ip(args: &[&str]) {
 }
 
 impl Netns {
-    fn new(tag: &str, net: u8) -> Self {
+    pub(crate) fn new(tag: &str, net: u8) -> Self {
         let name = format!("bpfl-{tag}-{}", std::process::id());
         let peer = format!("{name}-peer");
         ip(&["netns", "add", &name]);
@@ -262,7 +262,7 @@ impl Netns {
 
     /// Pings veth1 from the peer namespace (the requests arrive on veth1's
     /// ingress, the replies leave by its egress); true if all came back.
-    fn ping(&self, count: u32) -> bool {
+    pub(crate) fn ping(&self, count: u32) -> bool {
         Command::new("ip")
             .args([
                 "netns",
@@ -281,7 +281,7 @@ impl Netns {
             .success()
     }
 
-    fn link_show(&self, dev: &str) -> String {
+    pub(crate) fn link_show(&self, dev: &str) -> String {
         let out = Command::new("ip")
             .args(["-n", &self.name, "-d", "link", "show", "dev", dev])
             .output()

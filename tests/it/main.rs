@@ -3,6 +3,7 @@
 
 mod support;
 
+mod apply;
 mod build;
 mod fake_registry;
 mod front_door;

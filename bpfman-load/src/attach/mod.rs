@@ -81,6 +81,30 @@ impl fmt::Display for Attachment {
 }
 
 impl Attachment {
+    /// The hook whose link can be moved to another program in place (one
+    /// `BPF_LINK_UPDATE`, atomic for traffic) when `other` is the same
+    /// place: exclusive XDP and tcx links.
+    pub fn updatable_as(&self, other: &Attachment) -> Option<crate::dispatcher::ChainHook> {
+        use crate::dispatcher::ChainHook;
+        match (self, other) {
+            (Self::Xdp(a), Self::Xdp(b))
+                if a.ifindex == b.ifindex && a.netns == b.netns && a.mode == b.mode =>
+            {
+                Some(ChainHook::Xdp)
+            }
+            (Self::Tcx(a), Self::Tcx(b))
+                if a.ifindex == b.ifindex && a.netns == b.netns && a.direction == b.direction =>
+            {
+                Some(if a.direction == "egress" {
+                    ChainHook::TcEgress
+                } else {
+                    ChainHook::TcIngress
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The dispatcher this attachment is a slot of, if it is one.
     pub fn dispatcher_key(&self) -> Option<&str> {
         match self {
