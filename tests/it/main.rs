@@ -5,6 +5,7 @@ mod support;
 
 mod apply;
 mod build;
+mod deploy;
 mod fake_registry;
 mod front_door;
 mod interop;
