@@ -12,6 +12,7 @@ use clap::Args;
 
 use crate::auth::{AuthFiles, Credentials};
 use crate::registry::TransportOptions;
+use crate::registry::mirrors::RegistriesConf;
 
 /// How to reach registries: credentials, TLS and patience. Shared with
 /// `bpfman-load`, so both tools take the same flags.
@@ -47,6 +48,11 @@ pub struct TransportArgs {
     /// Backoff before the first retry, doubled for each next one.
     #[arg(long, default_value_t = 250, value_name = "MILLISECONDS")]
     retry_delay_ms: u64,
+    /// containers' registries.conf (v2: mirrors, locations, blocked)
+    /// [default: $CONTAINERS_REGISTRIES_CONF, else
+    /// /etc/containers/registries.conf and registries.conf.d/*.conf].
+    #[arg(long, value_name = "FILE")]
+    registries_conf: Option<PathBuf>,
 }
 
 impl TransportArgs {
@@ -71,6 +77,7 @@ impl TransportArgs {
             timeout: Duration::from_secs(self.timeout.max(1)),
             attempts: self.retries.saturating_add(1),
             retry_delay: Duration::from_millis(self.retry_delay_ms),
+            registries: RegistriesConf::from_env(self.registries_conf.as_deref())?,
         })
     }
 }

@@ -428,8 +428,11 @@ pub async fn sign_resolved(
 /// Verifies the image a store's reference names against a policy: every
 /// signature found (both formats) is judged; the verdict says whether the
 /// policy admits it, and why.
-pub async fn verify(store: &ImageStore, policy: &Policy) -> Result<(Resolved, Verdict), OpError> {
-    let resolved = store.resolve().await?;
+pub async fn verify(
+    store: &ImageStore,
+    resolved: Resolved,
+    policy: &Policy,
+) -> Result<(Resolved, Verdict), OpError> {
     let verdict = store
         .signatures()
         .verify(&resolved, policy)

@@ -9,6 +9,7 @@ use crate::content::{ContentError, ImageContent};
 use crate::inspect::{self, InspectError, ReadResult};
 use crate::layout::{self, LayoutError};
 use crate::reference::{ImageRef, LayoutRef, RegistryRef};
+use crate::registry::mirrors::Endpoint;
 use crate::registry::{Progress, Registry, RegistryError, TransportOptions};
 use crate::signing::{self, Resolved, SignError, Store};
 use crate::transfer::{self, TransferError};
@@ -71,6 +72,8 @@ pub enum StoreError {
         reference: String,
         existing: bpfman_image_spec::digest::Digest,
     },
+    #[error("{0}")]
+    Blocked(String),
     #[error("cannot resolve {reference}")]
     Resolve {
         reference: String,
@@ -96,20 +99,86 @@ pub struct ReadImage {
 }
 
 impl ImageStore {
-    /// The store of `r`, connected if it is in a registry.
+    /// The store of `r`, connected if it is in a registry: the registry
+    /// itself (at its registries.conf location), never a mirror. For
+    /// writing, and wherever the source must answer.
     pub async fn open(r: &ImageRef, opts: &TransportOptions) -> Result<Self, StoreError> {
         Ok(match r {
             ImageRef::Layout(l) => Self::Layout(l.clone()),
-            ImageRef::Registry(rr) => Self::Registry {
-                reg: Box::new(Registry::connect(opts, rr).await.map_err(|source| {
-                    StoreError::Connect {
-                        reference: r.to_string(),
-                        source,
-                    }
-                })?),
-                at: rr.clone(),
-            },
+            ImageRef::Registry(rr) => {
+                let end = opts
+                    .registries
+                    .push_endpoint(rr)
+                    .map_err(StoreError::Blocked)?;
+                Self::connect(opts, &end).await?
+            }
         })
+    }
+
+    async fn connect(opts: &TransportOptions, end: &Endpoint) -> Result<Self, StoreError> {
+        let mut o;
+        let opts = if end.insecure {
+            o = opts.clone();
+            o.insecure.push(end.at.registry.clone());
+            &o
+        } else {
+            opts
+        };
+        let reg = Registry::connect(opts, &end.at)
+            .await
+            .map_err(|source| StoreError::Connect {
+                reference: end.at.to_string(),
+                source,
+            })?;
+        Ok(Self::Registry {
+            reg: Box::new(reg),
+            at: end.at.clone(),
+        })
+    }
+
+    /// The store to read `r` from, and what `r` resolves to there: the
+    /// first of its registries.conf mirrors that answers, else the
+    /// registry itself. What a mirror serves is checked by digest like
+    /// anything else; its signatures are judged under `r`'s own name by
+    /// whoever verifies them.
+    pub async fn open_to_read(
+        r: &ImageRef,
+        opts: &TransportOptions,
+    ) -> Result<(Self, Resolved), StoreError> {
+        let ImageRef::Registry(rr) = r else {
+            let store = Self::open(r, opts).await?;
+            let resolved = store.resolve().await?;
+            return Ok((store, resolved));
+        };
+        let ends = opts
+            .registries
+            .pull_endpoints(rr)
+            .map_err(StoreError::Blocked)?;
+        let mut last = None;
+        for end in &ends {
+            let tried = async {
+                let store = Self::connect(opts, end).await?;
+                let resolved = store.resolve().await?;
+                Ok::<_, StoreError>((store, resolved))
+            }
+            .await;
+            match tried {
+                Ok((store, mut resolved)) => {
+                    // Policies judge the reference as written.
+                    resolved.identity = rr.name();
+                    if end.mirror {
+                        tracing::info!("reading {rr} from mirror {}", end.at);
+                    }
+                    return Ok((store, resolved));
+                }
+                Err(e) if end.mirror => {
+                    tracing::warn!("mirror {} of {rr} failed, trying the next: {e}", end.at);
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Blocked(format!("no registry to read {rr} from"))))
     }
 
     /// The reference this store was opened for.

@@ -97,8 +97,7 @@ pub async fn pull(
     opts: &TransportOptions,
     r: &ImageRef,
 ) -> Result<ImageRecord, ImageError> {
-    let store = ImageStore::open(r, opts).await?;
-    let resolved = store.resolve().await?;
+    let (store, resolved) = ImageStore::open_to_read(r, opts).await?;
     let content = store.fetch(&resolved, &NoProgress).await?;
     let signatures = store.signatures();
     let (legacy, bad) = signatures.legacy(&content.top.digest).await?;

@@ -11,6 +11,7 @@ mod front_door;
 mod interop;
 mod kernel;
 mod load_cache;
+mod mirrors;
 mod registry;
 mod registry_harness;
 mod signing;

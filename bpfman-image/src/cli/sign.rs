@@ -245,8 +245,9 @@ pub(super) fn verify(args: VerifyArgs) -> Result<()> {
         }
     };
     let (resolved, verdict) = runtime()?.block_on(async {
-        let store = ImageStore::open(&args.image, &args.transport.options()?).await?;
-        Ok::<_, anyhow::Error>(ops::verify(&store, &policy).await?)
+        let (store, resolved) =
+            ImageStore::open_to_read(&args.image, &args.transport.options()?).await?;
+        Ok::<_, anyhow::Error>(ops::verify(&store, resolved, &policy).await?)
     })?;
     let mut out = io::stdout().lock();
     match args.output {

@@ -30,6 +30,7 @@ use crate::reference::DOCKER_HUB;
 
 mod client;
 mod error;
+pub mod mirrors;
 mod tls;
 mod token;
 mod upload;
@@ -61,6 +62,9 @@ pub struct TransportOptions {
     pub attempts: u32,
     /// Backoff before the second attempt; doubled each time.
     pub retry_delay: Duration,
+    /// Mirrors, rewritten locations and blocked registries
+    /// (registries.conf).
+    pub registries: mirrors::RegistriesConf,
 }
 
 impl Default for TransportOptions {
@@ -74,6 +78,7 @@ impl Default for TransportOptions {
             timeout: Duration::from_secs(30),
             attempts: 4,
             retry_delay: Duration::from_millis(250),
+            registries: mirrors::RegistriesConf::default(),
         }
     }
 }

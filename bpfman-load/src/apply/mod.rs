@@ -328,9 +328,9 @@ impl<K: Kernel + Clone> Run<'_, K> {
         }
         if policy == PullPolicy::Always && !self.opts.offline {
             let top = bpfman_image::runtime()?.block_on(async {
-                let store =
-                    bpfman_image::store::ImageStore::open(image, &self.opts.transport).await?;
-                store.resolve().await
+                bpfman_image::store::ImageStore::open_to_read(image, &self.opts.transport)
+                    .await
+                    .map(|(_, resolved)| resolved)
             });
             match top {
                 Ok(r) => {
