@@ -135,7 +135,18 @@ impl<K: Kernel + Clone> Host<K> {
     ) -> Result<(Admitted, Loadable)> {
         let policy = self.policy()?;
         let key = images::cache_key(image);
-        let before = self.cache.resolve(&key)?;
+        // A pinned reference whose bytes are cached is not pulled.
+        let pinned = match image {
+            ImageRef::Registry(r) => r.digest.clone(),
+            ImageRef::Layout(_) => None,
+        };
+        let before = match self.cache.resolve(&key)? {
+            Some(d) => Some(d),
+            None => match pinned {
+                Some(d) if self.cache.image(&d)?.is_some() => Some(d),
+                _ => None,
+            },
+        };
         let record = bpfman_image::runtime()?
             .block_on(images::ensure(&self.cache, transport, image, pull_policy))
             .with_context(|| format!("cannot pull {image}"))?;

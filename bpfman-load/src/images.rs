@@ -114,7 +114,17 @@ pub async fn ensure(
     policy: PullPolicy,
 ) -> Result<ImageRecord, ImageError> {
     let key = cache_key(r);
-    match (policy, cache.lookup(&key)?) {
+    let mut cached = cache.lookup(&key)?;
+    if cached.is_none()
+        && let ImageRef::Registry(rr) = r
+        && let Some(d) = &rr.digest
+    {
+        // A pinned reference names its bytes: whichever reference brought
+        // them into the cache, they are the same image (and the policy
+        // judges them under this reference's name when they are used).
+        cached = cache.image(d)?;
+    }
+    match (policy, cached) {
         (PullPolicy::Always, _) => pull(cache, opts, r).await,
         (_, Some(rec)) => Ok(rec),
         (PullPolicy::IfNotPresent, None) => pull(cache, opts, r).await,

@@ -7,6 +7,7 @@ mod apply;
 mod build;
 mod deploy;
 mod fake_registry;
+mod fleet;
 mod front_door;
 mod interop;
 mod kernel;

@@ -309,6 +309,8 @@ impl<K: Kernel + Clone> Run<'_, K> {
             ImageRef::Layout(_) => false,
         };
         match d.pull_policy {
+            // A digest never moves: once cached, it needs no registry.
+            PullPolicy::Always if pinned => PullPolicy::IfNotPresent,
             PullPolicy::IfNotPresent if self.opts.follow_tags && !pinned => PullPolicy::Always,
             p => p,
         }
