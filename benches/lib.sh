@@ -19,17 +19,20 @@ cleanup() {
 trap cleanup EXIT
 
 # start_registry: Debian's docker-registry on a free 127.0.0.1 port,
-# storage under $work, no access log; sets $REG (127.0.0.1:PORT).
+# storage under $work; sets $REG (127.0.0.1:PORT). No access log unless
+# REG_ACCESS_LOG=1 (then requests are counted with `requests`).
 start_registry() {
 	local port
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	REG=127.0.0.1:$port
+	local disabled=true
+	[ "${REG_ACCESS_LOG:-}" = 1 ] && disabled=false
 	cat >"$work/config.yml" <<CONF
 version: 0.1
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: $disabled
 storage:
   filesystem:
     rootdirectory: $work/data
@@ -46,6 +49,10 @@ CONF
 	cat "$work/registry.log" >&2
 	exit 1
 }
+
+# requests [PATTERN]: requests in the registry's access log so far
+# (matching PATTERN, e.g. 'GET /v2/.*/blobs/').
+requests() { grep -c "\"${1:-[A-Z]* /v2/}" "$work/registry.log" || true; }
 
 now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

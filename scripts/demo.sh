@@ -8,7 +8,11 @@
 #
 # Then, as root, the host side: bpfman-load verifies the image against the
 # same policy, loads it, attaches it to a veth in a network namespace, and
-# counts pings; then unloads it and shows nothing is left.
+# counts pings; then unloads it and shows nothing is left. Last, the fleet
+# view: two simulated hosts (each a network namespace with its own state
+# root and bpffs) apply one desired-state file from the signed layout, each
+# counts its own pings, a second image version rolls out, and `status`
+# shows both hosts converged on the new digest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +23,7 @@ cd "$(dirname "$0")/.."
 preflight() {
 	local needs=(cargo:cargo gcc:gcc)
 	if [ "$(id -u)" -eq 0 ]; then
-		needs+=(ip:iproute2 ping:iputils-ping bpftool:bpftool python3:python3 mount:mount)
+		needs+=(ip:iproute2 ping:iputils-ping bpftool:bpftool python3:python3 mount:mount unshare:util-linux)
 	fi
 	local missing=() pkg
 	for need in "${needs[@]}"; do
@@ -121,6 +125,12 @@ finish() {
 	ip netns del "$ns" 2>/dev/null || true
 	ip netns del "$ns-peer" 2>/dev/null || true
 	umount "$host/bpf" 2>/dev/null || true
+	for h in a b; do
+		ip netns del "$ns-$h" 2>/dev/null || true
+		ip netns del "$ns-$h-peer" 2>/dev/null || true
+		umount "$host/$h/bpf" 2>/dev/null || true
+	done
+	rm -rf "/run/bpfman-demo-$$"
 }
 trap finish EXIT
 ip netns add "$ns"
@@ -144,3 +154,80 @@ echo "xdp_stats counted $packets packets on veth1"
 [ "$packets" -ge 5 ]
 load unload "$id"
 load list
+
+echo
+echo "== the fleet view: two hosts converge to one desired-state file"
+# Each simulated host: a network namespace with a veth (its "eth0"), its
+# own state root and bpffs; bpfman-load runs in a mount namespace where
+# /run/bpfman-demo-PID/host is that host's network namespace, so one file
+# means "my veth1" on each.
+"$bin" tag "oci:$out:v1" stable >/dev/null
+view=/run/bpfman-demo-$$
+mkdir -p "$view" && : >"$view/host"
+net=3
+for h in a b; do
+	ip netns add "$ns-$h"
+	ip netns add "$ns-$h-peer"
+	ip -n "$ns-$h" link add name veth1 type veth peer name veth0 netns "$ns-$h-peer"
+	ip -n "$ns-$h" addr add "10.202.$net.2/24" dev veth1
+	ip -n "$ns-$h-peer" addr add "10.202.$net.1/24" dev veth0
+	ip -n "$ns-$h" link set dev veth1 up
+	ip -n "$ns-$h-peer" link set dev veth0 up
+	mkdir -p "$host/$h/bpf"
+	mount -t bpf bpf "$host/$h/bpf"
+	net=$((net + 1))
+done
+cat >"$host/fleet.toml" <<TOML
+# Every host runs the signed counter from the layout, following its tag.
+[deployment.xdp-counter]
+image = "oci:$out:stable"
+pull-policy = "always"
+
+[[deployment.xdp-counter.attach]]
+hook = "xdp"
+iface = "veth1"
+netns = "$view/host"
+exclusive = true
+TOML
+cat "$host/fleet.toml"
+# on HOST ARGS...: bpfman-load as that host.
+on() {
+	local h=$1
+	shift
+	unshare --mount --propagation private sh -c 'mount --bind "/run/netns/$1" "$2" && shift 2 && exec "$@"' \
+		sh "$ns-$h" "$view/host" target/release/bpfman-load --root "$host/$h/root" --bpffs "$host/$h/bpf" \
+		--policy "$keys/policy.toml" "$@"
+}
+for h in a b; do
+	echo "-- host $h: apply"
+	on "$h" apply -f "$host/fleet.toml"
+done
+net=3
+for h in a b; do
+	ip netns exec "$ns-$h-peer" ping -q -c 3 -i 0.2 "10.202.$net.2" >/dev/null
+	stats=$(on "$h" list --output json | python3 -c 'import json,sys; print([m["pin"] for m in json.load(sys.stdin)[0]["maps"] if m["name"] == "xdp_stats_map"][0])')
+	packets=$(bpftool -j map dump pinned "$stats" | python3 -c 'import json,sys; print(sum(int("".join(reversed([b[2:] for b in c["value"][:8]])), 16) for e in json.load(sys.stdin) for c in e["values"]))')
+	echo "host $h counted $packets packets on its own veth1"
+	[ "$packets" -ge 3 ]
+	net=$((net + 1))
+done
+
+echo
+echo "== a second version rolls out: rebuilt, signed, tagged stable; both hosts apply"
+"$bin" build --quiet \
+	--object amd64=testdata/bpf/xdp_counter.bpfel.o \
+	--object arm64=testdata/bpf/xdp_counter.bpfel.o \
+	--object s390x=testdata/bpf/xdp_counter.bpfeb.o \
+	--annotation org.opencontainers.image.title=xdp-counter \
+	--annotation org.opencontainers.image.version=2 \
+	--output "oci:$out:stable" --force --sign-key "$keys/cosign.key" | tee "$keys/v2"
+v2=$(head -n1 "$keys/v2")
+for h in a b; do
+	on "$h" apply -f "$host/fleet.toml"
+done
+for h in a b; do
+	echo "-- host $h: status"
+	on "$h" status -f "$host/fleet.toml"
+	on "$h" list --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["source"]["image"])' | grep -qx "${v2##*@}"
+done
+echo "both hosts converged on ${v2##*@}"

@@ -424,3 +424,91 @@ fn watch_follows_a_moving_tag_and_stops_cleanly_on_sigterm() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
+fn guest_apply_replaces_a_dispatcher_slot_under_traffic() {
+    let Some(host) = crate::kernel::guest("guest_apply_replaces_a_dispatcher_slot_under_traffic")
+    else {
+        return;
+    };
+    let net = 19;
+    let ns = Netns::new("gapply", net);
+    let policy = host.dir.path().join("none.toml");
+    fs::write(&policy, "[default]\nrule = \"reject\"\n").expect("policy");
+    let policy = policy.display().to_string();
+    let file = host.dir.path().join("apply.toml");
+    let write = |globals: &str| {
+        let text = format!(
+            r#"
+[deployment.first]
+file = "{counter}"
+{globals}
+[[deployment.first.attach]]
+hook = "xdp"
+iface = "veth1"
+netns = "{ns}"
+priority = 10
+
+[deployment.second]
+file = "{pass}"
+[[deployment.second.attach]]
+hook = "xdp"
+iface = "veth1"
+netns = "{ns}"
+priority = 20
+"#,
+            counter = testdata("bpf/xdp_counter.bpfel.o").display(),
+            pass = testdata("bpf/xdp_pass.bpfel.o").display(),
+            ns = ns.name
+        );
+        fs::write(&file, text).expect("file");
+    };
+    write("");
+    let created = host.applied(&policy, &file, &[]);
+    assert_eq!(
+        changes(&created),
+        pairs(&[("first", "create"), ("second", "create")])
+    );
+    let second = host.deployed("second")[0]["id"].clone();
+    assert!(ns.ping(2));
+
+    // The first deployment changes: its replacement takes its slot in one
+    // swap of the dispatcher, under a continuous ping.
+    write("globals = { verdict = \"02000000\" }");
+    let mut replaced = Vec::new();
+    let (sent, received) = ping_through(&ns, net, || {
+        replaced = host.applied(&policy, &file, &[]);
+    });
+    assert_eq!(
+        changes(&replaced),
+        pairs(&[("first", "replace"), ("second", "keep")])
+    );
+    assert_eq!(
+        (sent, received),
+        (150, 150),
+        "pings lost across the replacement"
+    );
+    let first = host.deployed("first");
+    assert_eq!(first.len(), 1);
+    let slot = &first[0]["links"][0]["attachment"];
+    assert_eq!(slot["type"], "dispatcher");
+    assert_eq!(slot["priority"], 10);
+    assert_eq!(host.deployed("second")[0]["id"], second);
+    let counted = counter(&Host::map_pin(&first[0], "xdp_stats_map"));
+    assert!(counted > 0, "the new first program runs in the chain");
+
+    // Dropped from the file: its slot goes, the other stays.
+    let text = fs::read_to_string(&file).expect("file");
+    let rest = &text[text.find("[deployment.second]").expect("second")..];
+    fs::write(&file, rest).expect("file");
+    let removed = host.applied(&policy, &file, &[]);
+    assert_eq!(
+        changes(&removed),
+        pairs(&[("second", "keep"), ("first", "remove")])
+    );
+    assert!(ns.ping(1));
+    host.unload(&host.listed());
+    assert!(!ns.link_show("veth1").contains("prog/xdp"));
+    host.assert_clean();
+}

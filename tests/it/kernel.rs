@@ -1017,7 +1017,7 @@ fn a_second_load_shares_the_first_ones_maps() {
 
 /// The host for a guest test, inside the VM only (elsewhere the test is a
 /// no-op: `vm::guest_tests_pass_on_linux_*` run it in the VMs).
-fn guest(test: &str) -> Option<Host> {
+pub(crate) fn guest(test: &str) -> Option<Host> {
     crate::vm::in_guest().then(|| Host::new(test).expect("the VM has the tools"))
 }
 
