@@ -329,7 +329,8 @@ fn read_config(path: &Path) -> Result<Option<Config>, AuthError> {
 }
 
 /// Writes the config atomically with mode 0600 (the directory, if created,
-/// 0700): it holds secrets.
+/// 0700): it holds secrets. An auth file that is a symbolic link (to a
+/// file managed elsewhere) stays one: its target is what gets replaced.
 fn write_config(path: &Path, config: &Config) -> Result<(), AuthError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let io_err = |action, path: &Path| {
@@ -339,6 +340,17 @@ fn write_config(path: &Path, config: &Config) -> Result<(), AuthError> {
             path,
             source,
         }
+    };
+    let resolved;
+    let path = match fs::read_link(path) {
+        Ok(target) => {
+            resolved = match path.parent() {
+                Some(dir) if target.is_relative() => dir.join(target),
+                _ => target,
+            };
+            resolved.as_path()
+        }
+        Err(_) => path,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -617,6 +629,29 @@ mod tests {
             files.logout("reg.example:5000"),
             Err(AuthError::NotLoggedIn { .. })
         ));
+    }
+
+    #[test]
+    fn login_through_a_symlinked_auth_file_keeps_the_link() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let managed = dir.path().join("managed");
+        fs::create_dir_all(&managed).expect("mkdir");
+        fs::write(managed.join("auth.json"), r#"{"auths":{}}"#).expect("write");
+        let link = dir.path().join("config.json");
+        std::os::unix::fs::symlink("managed/auth.json", &link).expect("symlink");
+        let files = AuthFiles::new(Some(link.clone()), &AuthEnv::default());
+        files
+            .login("y.io", &Credentials::new("u", "p"))
+            .expect("login");
+        assert!(
+            fs::symlink_metadata(&link)
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
+        let v: Value = serde_json::from_slice(&fs::read(managed.join("auth.json")).expect("read"))
+            .expect("json");
+        assert_eq!(v["auths"]["y.io"]["auth"], B64.encode("u:p"));
     }
 
     #[test]

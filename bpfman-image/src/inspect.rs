@@ -173,6 +173,9 @@ pub struct ImageReport {
     pub maps: Vec<MapReport>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// What is odd but does not stop the image from loading.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,6 +243,10 @@ pub fn report(reference: &ImageRef, read: &ReadResult) -> Report {
                 maps,
                 labels: img.config.config.labels.clone(),
                 annotations: img.manifest.annotations.clone(),
+                warnings: bpfman_image_spec::validate::label_warnings(
+                    &img.metadata,
+                    &img.object_info,
+                ),
             }
         })
         .collect();

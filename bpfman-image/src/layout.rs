@@ -74,6 +74,14 @@ pub enum LayoutError {
         found: Digest,
         found_size: u64,
     },
+    #[error(
+        "a descriptor gives blob {digest} a size of {declared} bytes, but the blob (which matches its digest) has {actual}: the manifest or index pointing to it is wrong; rebuild the image"
+    )]
+    WrongSize {
+        digest: Digest,
+        declared: u64,
+        actual: u64,
+    },
     #[error("blob {digest} in '{dir}' is {size} bytes, over the {limit}-byte limit for its kind")]
     BlobTooLarge {
         dir: PathBuf,
@@ -187,7 +195,9 @@ impl Layout {
             });
         }
         let path = self.blob_path(&desc.digest);
-        let bytes = read_regular(&path, desc.size).map_err(|source| {
+        // Up to the kind's limit, so a descriptor whose size is wrong is
+        // told apart from a blob whose bytes are.
+        let bytes = read_regular(&path, limit).map_err(|source| {
             if source.kind() == io::ErrorKind::NotFound {
                 LayoutError::MissingBlob {
                     dir: self.dir.clone(),
@@ -202,7 +212,14 @@ impl Layout {
             }
         })?;
         let found = Digest::of(&bytes);
-        if found != desc.digest || bytes.len() as u64 != desc.size {
+        if found == desc.digest && bytes.len() as u64 != desc.size {
+            return Err(LayoutError::WrongSize {
+                digest: desc.digest.clone(),
+                declared: desc.size,
+                actual: bytes.len() as u64,
+            });
+        }
+        if found != desc.digest {
             return Err(LayoutError::CorruptBlob {
                 path,
                 expected: desc.digest.clone(),

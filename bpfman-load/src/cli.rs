@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use bpfman_image::frontend::{TransportArgs, exit, init_tracing};
 use bpfman_image::reference::ImageRef;
+use bpfman_image_spec::text::printable;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::apply::file::Desired;
@@ -545,15 +546,18 @@ fn describe(l: &Loadable) {
         .metadata
         .programs
         .iter()
-        .map(|(name, kind)| format!("{name} ({kind})"))
+        .map(|(name, kind)| format!("{} ({kind})", printable(name)))
         .collect();
     eprintln!(
         "for this host: linux/{} {} ({}): {}",
         image.arch,
         l.manifest().digest,
-        image.file_name,
+        printable(&image.file_name),
         programs.join(", ")
     );
+    for w in bpfman_image_spec::validate::label_warnings(&image.metadata, &image.object_info) {
+        eprintln!("warning: {w}");
+    }
 }
 
 fn signers(keys: &[bpfman_trust::keys::KeyId]) -> String {
@@ -726,9 +730,9 @@ fn print_programs(records: &[ProgramRecord], output: Output) -> Result<()> {
                     out,
                     "{:>7}  {:<20} {:<14} {:<30} {}",
                     r.id,
-                    r.name,
+                    printable(&r.name),
                     kind.as_str().unwrap_or("?"),
-                    source,
+                    printable(&source),
                     if links.is_empty() {
                         "-".into()
                     } else {
@@ -784,11 +788,11 @@ fn get(host: &Host, id: u32, output: Output) -> Result<()> {
     }
     let kind = serde_json::to_value(r.kind)?;
     println!("id:        {}", r.id);
-    println!("name:      {}", r.name);
+    println!("name:      {}", printable(&r.name));
     println!(
         "type:      {} (section '{}')",
         kind.as_str().unwrap_or("?"),
-        r.section
+        printable(&r.section)
     );
     println!("tag:       {}", r.tag);
     println!("pin:       {}", r.pin.display());
@@ -812,7 +816,11 @@ fn get(host: &Host, id: u32, output: Output) -> Result<()> {
     }
     for m in &r.maps {
         let shared = if m.shared { " (shared)" } else { "" };
-        println!("map:       {} at {}{shared}", m.name, m.pin.display());
+        println!(
+            "map:       {} at {}{shared}",
+            printable(&m.name),
+            printable(&m.pin.display().to_string())
+        );
     }
     for l in &r.links {
         println!(

@@ -15,6 +15,7 @@ pub mod media;
 pub mod name;
 pub mod oci;
 pub mod program;
+pub mod text;
 pub mod validate;
 
 pub use arch::{Arch, Endianness};

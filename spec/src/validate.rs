@@ -323,6 +323,23 @@ pub fn validate_image(
     })
 }
 
+/// What is odd about the labels but does not stop the image from
+/// loading (the object is the truth): maps the `io.ebpf.maps` label names
+/// that the object does not define.
+pub fn label_warnings(metadata: &ImageMetadata, object: &ObjectInfo) -> Vec<String> {
+    metadata
+        .maps
+        .keys()
+        .filter(|m| !object.maps.iter().any(|o| &o.name == *m))
+        .map(|m| {
+            format!(
+                "the io.ebpf.maps label names map '{}', which the object does not define; the label is wrong (the object is used as it is)",
+                crate::text::printable(m)
+            )
+        })
+        .collect()
+}
+
 /// Every labelled program must exist in the object with the labelled type.
 /// (Labels may list fewer programs than the object has: older images list
 /// only the entry points they mean to be loaded.)

@@ -440,6 +440,28 @@ fn inspect_refuses_a_corrupted_blob() {
     bytes[30] ^= 0xff;
     fs::write(&path, bytes).expect("write");
     image(&["inspect", &r]).fails_with("is corrupt");
+
+    // A descriptor with the wrong size over intact bytes is the pointer's
+    // fault, and said so.
+    let r2 = layout(&dir, "sized", "v1");
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_counter.bpfel.o"),
+        "--output",
+        &r2,
+    ])
+    .ok();
+    let index = dir.path().join("sized/index.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index).expect("index")).expect("json");
+    let size = v["manifests"][0]["size"].as_u64().expect("size");
+    v["manifests"][0]["size"] = (size + 7).into();
+    fs::write(&index, serde_json::to_vec(&v).expect("json")).expect("write");
+    image(&["inspect", &r2]).fails_with(&format!(
+        "a size of {} bytes, but the blob (which matches its digest) has {size}",
+        size + 7
+    ));
     image(&["inspect", &layout(&dir, "img", "nope")])
         .fails_with("has no image tagged 'nope'; tags present: v1");
     image(&["inspect", &layout(&dir, "missing", "v1")]).fails_with("does not exist");
@@ -683,4 +705,97 @@ fn negative_numbers_get_a_reason() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn untrusted_names_are_escaped_when_printed() {
+    let dir = TempDir::new().expect("tmp");
+    let r = layout(&dir, "img", "v1");
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_counter.bpfel.o"),
+        "--annotation",
+        "org.opencontainers.image.title=clear\x1b[2Jscreen\u{202e}txt.o",
+        "--output",
+        &r,
+    ])
+    .ok();
+    let out = image(&["inspect", &r]).ok();
+    assert!(!out.stdout.contains('\x1b') && !out.stdout.contains('\u{202e}'));
+    assert!(
+        out.stdout.contains("clear\\u{1b}[2Jscreen\\u{202e}txt.o"),
+        "{}",
+        out.stdout
+    );
+    // JSON carries the value as it is, escaped by JSON itself.
+    let json = image(&["inspect", &r, "--output", "json"]).ok();
+    assert!(json.stdout.contains("\\u001b[2J"), "{}", json.stdout);
+}
+
+/// Rewrites the config of the single-platform image at `oci:DIR:TAG` with
+/// `edit`, re-sealing manifest and index (as another tool could have
+/// written it).
+fn rewrite_config(dir: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    use bpfman_image_spec::digest::Digest;
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let put = |bytes: &[u8]| {
+        let d = Digest::of(bytes);
+        fs::write(blob(&d.to_string()), bytes).expect("blob");
+        (d.to_string(), bytes.len())
+    };
+    let index_path = dir.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).expect("index")).expect("json");
+    let m_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(&m_digest)).expect("manifest")).expect("json");
+    let c_digest = manifest["config"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(&c_digest)).expect("config")).expect("json");
+    edit(&mut config);
+    let (cd, cs) = put(&serde_json::to_vec(&config).expect("json"));
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = put(&serde_json::to_vec(&manifest).expect("json"));
+    index["manifests"][0]["digest"] = md.into();
+    index["manifests"][0]["size"] = ms.into();
+    fs::write(&index_path, serde_json::to_vec(&index).expect("json")).expect("index");
+}
+
+#[test]
+fn a_maps_label_naming_a_missing_map_is_reported() {
+    let dir = TempDir::new().expect("tmp");
+    let r = layout(&dir, "img", "v1");
+    image(&[
+        "build",
+        "--object",
+        &obj("bpf/xdp_counter.bpfel.o"),
+        "--output",
+        &r,
+    ])
+    .ok();
+    rewrite_config(&dir.path().join("img"), |c| {
+        c["config"]["Labels"]["io.ebpf.maps"] =
+            r#"{"xdp_stats_map":"per_cpu_array","ghost_map":"hash"}"#.into();
+    });
+    let out = image(&["inspect", &r]).ok();
+    assert!(
+        out.stdout
+            .contains("warning: the io.ebpf.maps label names map 'ghost_map'"),
+        "{}",
+        out.stdout
+    );
+    let json = image(&["inspect", &r, "--output", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(v["images"][0]["warnings"].as_array().map(Vec::len), Some(1));
 }

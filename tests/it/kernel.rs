@@ -563,6 +563,19 @@ fn tracepoint_and_uprobe_fire() {
         "syscalls/sys_enter_nonesuch",
     ])
     .fails_with("/sys/kernel/tracing/events");
+    // A function the library does not have: named, with what to do.
+    let pins = host.pins();
+    host.run(&[
+        "attach",
+        &probes[0]["id"].to_string(),
+        "uprobe",
+        "--target",
+        libc,
+        "--function",
+        "no_such_function_here",
+    ])
+    .fails_with("has no function 'no_such_function_here'");
+    assert_eq!(host.pins(), pins);
     host.unload(probes.iter().chain(&tp));
     host.assert_clean();
 }

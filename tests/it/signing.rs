@@ -764,6 +764,17 @@ fn keys_made_by_cosign_sign_and_ours_are_cosign_files() {
     ])
     .fails_with("pass --force");
     assert_eq!(fs::read_to_string(&key).expect("key"), text);
+    // A dangling link where the public key would go is not replaced.
+    let dangling = tmp.path().join("dangling");
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), tmp.path().join("dangling.pub"))
+        .expect("symlink");
+    img(&[
+        "keygen",
+        "--output-key-prefix",
+        &dangling.display().to_string(),
+    ])
+    .fails_with("dangling.pub' exists; pass --force");
+    assert!(!tmp.path().join("dangling.key").exists());
 
     // A wrong password is a clear error, and nothing is signed.
     let before = fs::read_to_string(layout.join("index.json")).expect("index");

@@ -650,11 +650,13 @@ fn generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
+    // Names from the image are untrusted: escaped before they print.
+    use bpfman_image_spec::text::printable as p;
     writeln!(out, "Reference:  {}", r.reference)?;
     writeln!(out, "Digest:     {}", r.digest)?;
     writeln!(out, "Media type: {} ({} bytes)", r.media_type, r.size)?;
     for (k, v) in &r.annotations {
-        writeln!(out, "Annotation: {k}={v}")?;
+        writeln!(out, "Annotation: {}={}", p(k), p(v))?;
     }
     writeln!(out)?;
     let mut rows = vec![row(["PLATFORM", "MANIFEST", "OBJECT", "PROGRAMS", "MAPS"])];
@@ -662,7 +664,7 @@ fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         vec![
             i.platform.clone(),
             i.manifest_digest.to_string(),
-            i.object.clone(),
+            p(&i.object).into_owned(),
             i.programs.len().to_string(),
             i.maps.len().to_string(),
         ]
@@ -674,32 +676,42 @@ fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         writeln!(
             out,
             "  object {} ({}, labels {:?}), layer {} ({} bytes), config {}",
-            i.object, i.endianness, i.label_format, i.layer_digest, i.layer_size, i.config_digest
+            p(&i.object),
+            i.endianness,
+            i.label_format,
+            i.layer_digest,
+            i.layer_size,
+            i.config_digest
         )?;
         if let Some(created) = &i.created {
             writeln!(out, "  created {created}")?;
         }
         let mut progs = vec![row(["PROGRAM", "TYPE", "SECTION"])];
-        progs.extend(
-            i.programs
-                .iter()
-                .map(|p| vec![p.name.clone(), p.program_type.clone(), p.section.clone()]),
-        );
+        progs.extend(i.programs.iter().map(|x| {
+            vec![
+                p(&x.name).into_owned(),
+                p(&x.program_type).into_owned(),
+                p(&x.section).into_owned(),
+            ]
+        }));
         write_table(out, &progs, "  ")?;
         if !i.maps.is_empty() {
             let mut maps = vec![row(["MAP", "TYPE"])];
             maps.extend(
                 i.maps
                     .iter()
-                    .map(|m| vec![m.name.clone(), m.map_type.clone()]),
+                    .map(|m| vec![p(&m.name).into_owned(), p(&m.map_type).into_owned()]),
             );
             write_table(out, &maps, "  ")?;
         }
         for (k, v) in &i.labels {
-            writeln!(out, "  label {k}={v}")?;
+            writeln!(out, "  label {}={}", p(k), p(v))?;
         }
         for (k, v) in &i.annotations {
-            writeln!(out, "  annotation {k}={v}")?;
+            writeln!(out, "  annotation {}={}", p(k), p(v))?;
+        }
+        for w in &i.warnings {
+            writeln!(out, "  warning: {w}")?;
         }
     }
     Ok(())

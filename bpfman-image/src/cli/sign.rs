@@ -119,7 +119,8 @@ pub(super) fn keygen(args: KeygenArgs) -> Result<()> {
     let pub_path = PathBuf::from(format!("{prefix}.pub"));
     if !args.force {
         for p in [&key_path, &pub_path] {
-            if p.exists() {
+            // A link counts, even one pointing nowhere.
+            if std::fs::symlink_metadata(p).is_ok() {
                 bail!(
                     "'{}' exists; pass --force to overwrite it, or choose another --output-key-prefix",
                     p.display()

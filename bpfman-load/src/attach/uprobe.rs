@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use aya::programs::links::FdLink;
+use aya::programs::uprobe::UProbeError;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{ProbeKind, UProbe};
 use bpfman_image_spec::program::SectionKind;
@@ -101,9 +102,18 @@ impl SysAttach for UprobeAttachment {
             cookie: None,
         };
         let what = || format!("'{}'", self.target.display());
-        let id = prog
-            .attach(point, &self.target, scope)
-            .map_err(call_err("attach a uprobe to", what()))?;
+        let id = prog.attach(point, &self.target, scope).map_err(|e| match &e {
+            aya::programs::ProgramError::UProbeError(UProbeError::SymbolError { symbol, .. }) => {
+                KernelError::call(
+                    "attach a uprobe to",
+                    what(),
+                    format!(
+                        "it has no function '{symbol}' (not in its symbol tables, nor in debug info it links to); list its functions with nm -D, or give --offset"
+                    ),
+                )
+            }
+            _ => call_err("attach a uprobe to", what())(e),
+        })?;
         let link = prog
             .take_link(id)
             .map_err(call_err("attach a uprobe to", what()))?;
