@@ -89,50 +89,12 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A policy trusting key `a` for everything.
-fn policy(host: &Host, keys: &Keys) -> String {
-    let policy = host.dir.path().join("policy.toml");
-    fs::write(
-        &policy,
-        format!(
-            "[default]\nrule = \"require-signature\"\nkeys = [\"{}\"]\n",
-            keys.public("a")
-        ),
-    )
-    .expect("policy");
-    policy.display().to_string()
-}
-
-/// Pings continuously from the peer namespace (every 10 ms) from before
-/// `during` runs until after it returns; returns (sent, received).
-fn ping_through(ns: &Netns, net: u8, during: impl FnOnce()) -> (u32, u32) {
-    let child = Command::new("ip")
-        // -q: only the summary, so a full pipe cannot stall it.
-        .args(["netns", "exec", &ns.peer, "ping", "-q", "-i", "0.01"])
-        .arg(format!("10.201.{net}.2"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ping");
-    std::thread::sleep(Duration::from_millis(300));
-    during();
-    std::thread::sleep(Duration::from_millis(300));
-    // SIGINT: ping prints its statistics and exits.
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let out = child.wait_with_output().expect("ping");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let stats = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary in {text}"));
-    let n: Vec<u32> = stats
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert!(n[0] > 20, "too few pings to tell: {stats}");
-    (n[0], n[1])
+/// Pings continuously from the peer namespace (every 10 ms) while
+/// `during` runs; returns (sent, received).
+fn ping_through(ns: &Netns, during: impl FnOnce()) -> (u64, u64) {
+    let (sent, received, stat) = ns.ping_during("0.01", during);
+    assert!(sent > 20, "too few pings to tell: {stat}");
+    (sent, received)
 }
 
 #[test]
@@ -147,7 +109,7 @@ fn apply_converges_replaces_under_traffic_and_restores_after_a_reboot() {
     let net = 40;
     let ns = Netns::new("apply", net);
     let keys = Keys::new();
-    let policy = policy(&host, &keys);
+    let policy = keys.policy_for_all(host.dir.path());
     let image = reg.repo("ebpf/counter:v1");
     let digest = push_built(&xdp(), &image, &["--sign-key", &keys.private("a")]);
     let file = host.dir.path().join("apply.toml");
@@ -213,7 +175,7 @@ fn apply_converges_replaces_under_traffic_and_restores_after_a_reboot() {
     assert!(status.stdout.contains("drifted"), "{}", status.stdout);
     let link = counter_rec["links"][0]["id"].clone();
     let mut replaced = Vec::new();
-    let (sent, received) = ping_through(&ns, net, || {
+    let (sent, received) = ping_through(&ns, || {
         replaced = host.applied(&policy, &file, &[]);
     });
     assert_eq!(
@@ -357,7 +319,7 @@ fn watch_follows_a_moving_tag_and_stops_cleanly_on_sigterm() {
     };
     let ns = Netns::new("awatch", 42);
     let keys = Keys::new();
-    let policy = policy(&host, &keys);
+    let policy = keys.policy_for_all(host.dir.path());
     let image = reg.repo("ebpf/watched:stable");
     let first = push_built(&xdp(), &image, &["--sign-key", &keys.private("a")]);
     let file = host.dir.path().join("apply.toml");
@@ -481,7 +443,7 @@ priority = 20
     // swap of the dispatcher, under a continuous ping.
     write("globals = { verdict = \"02000000\" }");
     let mut replaced = Vec::new();
-    let (sent, received) = ping_through(&ns, net, || {
+    let (sent, received) = ping_through(&ns, || {
         replaced = host.applied(&policy, &file, &[]);
     });
     assert_eq!(

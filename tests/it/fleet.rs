@@ -108,16 +108,7 @@ fn a_fleet_converges_rolls_forward_rolls_back_and_restores() {
     fs::write(point, "").expect("mount point");
     let keys = Keys::new();
     let work = TempDir::new().expect("tmp");
-    let policy = work.path().join("policy.toml");
-    fs::write(
-        &policy,
-        format!(
-            "[default]\nrule = \"require-signature\"\nkeys = [\"{}\"]\n",
-            keys.public("a")
-        ),
-    )
-    .expect("policy");
-    let policy = policy.display().to_string();
+    let policy = keys.policy_for_all(work.path());
     let image = reg.repo("fleet/counter:stable");
     let first = push_built(&xdp(), &image, &["--sign-key", &keys.private("a")]);
 

@@ -281,6 +281,39 @@ impl Netns {
             .success()
     }
 
+    /// Pings veth1 continuously (every `interval` seconds) from before
+    /// `during` runs until it returns; returns (sent, received) and the
+    /// summary line.
+    pub(crate) fn ping_during(&self, interval: &str, during: impl FnOnce()) -> (u64, u64, String) {
+        let child = Command::new("ip")
+            // -q: only the summary, so a full pipe cannot stall it.
+            .args(["netns", "exec", &self.peer, "ping", "-q", "-i", interval])
+            .arg(format!("10.201.{}.2", self.net))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ping");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        during();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SIGINT: ping prints its statistics and exits.
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        let out = child.wait_with_output().expect("ping output");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stat = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("no ping statistics: {text}"))
+            .to_string();
+        let nums: Vec<u64> = stat
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        (nums[0], nums[1], stat)
+    }
+
     pub(crate) fn link_show(&self, dev: &str) -> String {
         let out = Command::new("ip")
             .args(["-n", &self.name, "-d", "link", "show", "dev", dev])
@@ -872,16 +905,7 @@ fn from_a_signed_image_in_the_registry_to_traffic_and_back() {
     };
     let ns = Netns::new("reg", 6);
     let keys = Keys::new();
-    let policy = host.dir.path().join("policy.toml");
-    fs::write(
-        &policy,
-        format!(
-            "[default]\nrule = \"require-signature\"\nkeys = [\"{}\"]\n",
-            keys.public("a")
-        ),
-    )
-    .expect("policy");
-    let policy = policy.display().to_string();
+    let policy = keys.policy_for_all(host.dir.path());
     let image = reg.repo("ebpf/xdp:v1");
     let digest = push_built(&xdp(), &image, &["--sign-key", &keys.private("a")]);
 
@@ -1404,40 +1428,12 @@ fn guest_a_hundred_swaps_under_traffic_drop_nothing() {
     let b = host.load_file("xdp_counter.bpfel.o", &[]);
     chain(&host, &ns, &a, "xdp", &["--priority", "10"]);
     let before = stats(&a, "xdp_stats_map");
-    let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.peer,
-            "ping",
-            "-q",
-            "-i",
-            "0.02",
-            "10.201.14.2",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ping");
-    for _ in 0..50 {
-        let link = chain(&host, &ns, &b, "xdp", &["--priority", "20"]);
-        host.run(&["detach", &link]).ok();
-    }
-    // SIGINT: ping prints its statistics and exits.
-    Command::new("kill")
-        .args(["-INT", &ping.id().to_string()])
-        .status()
-        .expect("kill");
-    let out = ping.wait_with_output().expect("ping output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let stat = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no ping statistics: {text}"));
-    let nums: Vec<u64> = stat
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let (sent, received) = (nums[0], nums[1]);
+    let (sent, received, stat) = ns.ping_during("0.02", || {
+        for _ in 0..50 {
+            let link = chain(&host, &ns, &b, "xdp", &["--priority", "20"]);
+            host.run(&["detach", &link]).ok();
+        }
+    });
     assert!(sent > 0);
     assert_eq!(received, sent, "the swaps lost packets: {stat}");
     // a saw every request (and any ARP besides).

@@ -64,6 +64,21 @@ impl Keys {
             .to_string()
     }
 
+    /// A trust policy in `dir` requiring key `a`'s signature on every
+    /// image; returns its path.
+    pub fn policy_for_all(&self, dir: &Path) -> String {
+        let policy = dir.join("policy.toml");
+        fs::write(
+            &policy,
+            format!(
+                "[default]\nrule = \"require-signature\"\nkeys = [\"{}\"]\n",
+                self.public("a")
+            ),
+        )
+        .expect("policy");
+        policy.display().to_string()
+    }
+
     fn id(&self, name: &str) -> String {
         let pem = fs::read_to_string(self.public(name)).expect("pub");
         PublicKey::from_pem(&pem).expect("key").id().to_string()
