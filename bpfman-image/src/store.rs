@@ -136,19 +136,15 @@ impl ImageStore {
         })
     }
 
-    /// The store to read `r` from, and what `r` resolves to there: the
-    /// first of its registries.conf mirrors that answers, else the
-    /// registry itself. What a mirror serves is checked by digest like
-    /// anything else; its signatures are judged under `r`'s own name by
-    /// whoever verifies them.
-    pub async fn open_to_read(
-        r: &ImageRef,
-        opts: &TransportOptions,
-    ) -> Result<(Self, Resolved), StoreError> {
+    /// The store to read `r` from: the first of its registries.conf
+    /// mirrors that has it (asked with one resolve each), else the registry
+    /// itself (not asked: reading it will tell). What a mirror serves is
+    /// checked by digest like anything else; resolve with
+    /// [`ImageStore::resolve_as`] so that signatures are judged under
+    /// `r`'s own name.
+    pub async fn open_to_read(r: &ImageRef, opts: &TransportOptions) -> Result<Self, StoreError> {
         let ImageRef::Registry(rr) = r else {
-            let store = Self::open(r, opts).await?;
-            let resolved = store.resolve().await?;
-            return Ok((store, resolved));
+            return Self::open(r, opts).await;
         };
         let ends = opts
             .registries
@@ -156,29 +152,38 @@ impl ImageStore {
             .map_err(StoreError::Blocked)?;
         let mut last = None;
         for end in &ends {
+            if !end.mirror {
+                return Self::connect(opts, end).await;
+            }
             let tried = async {
                 let store = Self::connect(opts, end).await?;
-                let resolved = store.resolve().await?;
-                Ok::<_, StoreError>((store, resolved))
+                store.resolve().await?;
+                Ok::<_, StoreError>(store)
             }
             .await;
             match tried {
-                Ok((store, mut resolved)) => {
-                    // Policies judge the reference as written.
-                    resolved.identity = rr.name();
-                    if end.mirror {
-                        tracing::info!("reading {rr} from mirror {}", end.at);
-                    }
-                    return Ok((store, resolved));
+                Ok(store) => {
+                    tracing::info!("reading {rr} from mirror {}", end.at);
+                    return Ok(store);
                 }
-                Err(e) if end.mirror => {
+                Err(e) => {
                     tracing::warn!("mirror {} of {rr} failed, trying the next: {e}", end.at);
                     last = Some(e);
                 }
-                Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| StoreError::Blocked(format!("no registry to read {rr} from"))))
+    }
+
+    /// Resolves (one request to a registry), naming the image as `r` is
+    /// written: a mirror or a rewritten location serves bytes, never a
+    /// name for the policy.
+    pub async fn resolve_as(&self, r: &ImageRef) -> Result<Resolved, StoreError> {
+        let mut resolved = self.resolve().await?;
+        if let ImageRef::Registry(rr) = r {
+            resolved.identity = rr.name();
+        }
+        Ok(resolved)
     }
 
     /// The reference this store was opened for.

@@ -97,7 +97,8 @@ pub async fn pull(
     opts: &TransportOptions,
     r: &ImageRef,
 ) -> Result<ImageRecord, ImageError> {
-    let (store, resolved) = ImageStore::open_to_read(r, opts).await?;
+    let store = ImageStore::open_to_read(r, opts).await?;
+    let resolved = store.resolve_as(r).await?;
     let content = store.fetch(&resolved, &NoProgress).await?;
     let signatures = store.signatures();
     let (legacy, bad) = signatures.legacy(&content.top.digest).await?;

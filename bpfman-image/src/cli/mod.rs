@@ -401,7 +401,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<()> {
     let transport = opts.transport.options()?;
     let copied = runtime()?.block_on(async {
-        let (src, _) = ImageStore::open_to_read(src, &transport).await?;
+        let src = ImageStore::open_to_read(src, &transport).await?;
         let dst = ImageStore::open(dst, &transport).await?;
         let copied = ops::copy(&src, &dst, !opts.no_signatures, progress(opts.quiet)).await;
         report_stats(&src, opts.quiet);
@@ -626,7 +626,7 @@ impl Progress for Bars {
 fn inspect(args: InspectArgs) -> Result<()> {
     let opts = args.transport.options()?;
     let image = runtime()?.block_on(async {
-        let (store, _) = ImageStore::open_to_read(&args.image, &opts).await?;
+        let store = ImageStore::open_to_read(&args.image, &opts).await?;
         Ok::<_, anyhow::Error>(store.read(&NoProgress).await?)
     })?;
     let report = inspect::report(&image.shown, &image.read);

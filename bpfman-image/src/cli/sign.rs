@@ -246,8 +246,8 @@ pub(super) fn verify(args: VerifyArgs) -> Result<()> {
         }
     };
     let (resolved, verdict) = runtime()?.block_on(async {
-        let (store, resolved) =
-            ImageStore::open_to_read(&args.image, &args.transport.options()?).await?;
+        let store = ImageStore::open_to_read(&args.image, &args.transport.options()?).await?;
+        let resolved = store.resolve_as(&args.image).await?;
         Ok::<_, anyhow::Error>(ops::verify(&store, resolved, &policy).await?)
     })?;
     let mut out = io::stdout().lock();

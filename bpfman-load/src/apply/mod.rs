@@ -330,9 +330,10 @@ impl<K: Kernel + Clone> Run<'_, K> {
         }
         if policy == PullPolicy::Always && !self.opts.offline {
             let top = bpfman_image::runtime()?.block_on(async {
-                bpfman_image::store::ImageStore::open_to_read(image, &self.opts.transport)
-                    .await
-                    .map(|(_, resolved)| resolved)
+                let store =
+                    bpfman_image::store::ImageStore::open_to_read(image, &self.opts.transport)
+                        .await?;
+                store.resolve_as(image).await
             });
             match top {
                 Ok(r) => {
