@@ -391,26 +391,6 @@ fn kernel(host: &Host) -> Result<&Host> {
     Ok(host)
 }
 
-/// Reads the desired state from every file or directory given.
-fn desired(files: &[PathBuf]) -> Result<Desired> {
-    let mut all = Desired::default();
-    for f in files {
-        let d = Desired::load(f)?;
-        for dep in d.deployments {
-            if let Some(prev) = all.get(&dep.name) {
-                anyhow::bail!(
-                    "{}: deployment '{}' is already declared at {}; a name may appear only once",
-                    dep.at,
-                    dep.name,
-                    prev.at
-                );
-            }
-            all.deployments.push(dep);
-        }
-    }
-    Ok(all)
-}
-
 /// One apply (or one round of --watch), with its own hold on the root.
 fn apply_once(
     host: &Host,
@@ -418,7 +398,7 @@ fn apply_once(
     follow_tags: bool,
     stop: &dyn Fn() -> bool,
 ) -> Result<()> {
-    let desired = desired(&args.files)?;
+    let desired = Desired::load_all(&args.files)?;
     kernel(host)?;
     let opts = ApplyOptions {
         dry_run: args.dry_run,
@@ -443,7 +423,7 @@ fn apply_once(
 }
 
 fn status(host: &Host, args: &StatusArgs) -> Result<()> {
-    let desired = desired(&args.files)?;
+    let desired = Desired::load_all(&args.files)?;
     kernel(host)?;
     let opts = ApplyOptions {
         dry_run: true,

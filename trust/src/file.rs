@@ -69,6 +69,17 @@ pub fn read_text(path: &Path, limit: u64, links: Links) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
+/// The 1-based line of byte `offset` in `text` (clamped to its end), for
+/// `file:line` in messages about files parsed with spans.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -286,8 +286,7 @@ struct Ctx<'a, F> {
 
 impl<F: FnMut(&Path) -> io::Result<String>> Ctx<'_, F> {
     fn line(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+        crate::file::line_of(self.text, span.start)
     }
 
     fn at(&self, span: &Range<usize>) -> String {

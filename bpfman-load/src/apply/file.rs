@@ -152,37 +152,59 @@ impl Desired {
 
     /// Reads a file, or every `*.toml` in a directory (in name order).
     pub fn load(path: &Path) -> Result<Self, FileError> {
-        let read = |p: &Path| {
-            bpfman_trust::file::read_text(p, MAX_FILE, bpfman_trust::file::Links::Follow).map_err(
-                |source| FileError::Read {
-                    path: p.into(),
-                    source,
-                },
-            )
-        };
-        let files: Vec<PathBuf> = if path.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|source| FileError::Read {
-                    path: path.into(),
-                    source,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            v.sort();
-            v
-        } else {
-            vec![path.to_path_buf()]
-        };
+        Self::load_all(std::slice::from_ref(&path.to_path_buf()))
+    }
+
+    /// Reads every file or directory given, as one desired state (a name
+    /// may appear only once across all of them); each must declare
+    /// something.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Self, FileError> {
         let mut texts = Vec::new();
-        for f in &files {
-            texts.push((f.clone(), read(f)?));
+        let mut given = Vec::new();
+        for path in paths {
+            let files = Self::files(path)?;
+            for f in &files {
+                let text =
+                    bpfman_trust::file::read_text(f, MAX_FILE, bpfman_trust::file::Links::Follow)
+                        .map_err(|source| FileError::Read {
+                        path: f.clone(),
+                        source,
+                    })?;
+                texts.push((f.clone(), text));
+            }
+            given.push((path, files));
         }
         let desired = Self::parse(&texts)?;
-        if desired.deployments.is_empty() {
-            return Err(FileError::Empty { path: path.into() });
+        for (path, files) in given {
+            let declares = |f: &PathBuf| {
+                let prefix = format!("{}:", f.display());
+                desired
+                    .deployments
+                    .iter()
+                    .any(|d| d.at.starts_with(&prefix))
+            };
+            if !files.iter().any(declares) {
+                return Err(FileError::Empty { path: path.clone() });
+            }
         }
         Ok(desired)
+    }
+
+    /// `path` itself, or the `*.toml` files of a directory in name order.
+    fn files(path: &Path) -> Result<Vec<PathBuf>, FileError> {
+        if !path.is_dir() {
+            return Ok(vec![path.to_path_buf()]);
+        }
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|source| FileError::Read {
+                path: path.into(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        v.sort();
+        Ok(v)
     }
 
     /// Parses and validates files already read: `(path, text)`.
@@ -244,8 +266,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn at(&self, span: &Range<usize>) -> String {
-        let end = span.start.min(self.text.len());
-        let line = self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1;
+        let line = bpfman_trust::file::line_of(self.text, span.start);
         format!("{}:{line}", self.path.display())
     }
 
