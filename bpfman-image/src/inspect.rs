@@ -9,7 +9,7 @@ use bpfman_image_spec::labels::LabelFormat;
 use bpfman_image_spec::media;
 use bpfman_image_spec::oci::{Descriptor, ImageIndex, Platform};
 use bpfman_image_spec::validate::{
-    ValidImage, ValidationError, parse_index, platform_string, validate_image,
+    ValidImage, ValidationError, is_artifact_manifest, parse_index, platform_string, validate_image,
 };
 use serde::Serialize;
 
@@ -34,6 +34,10 @@ pub enum InspectError {
     MissingBlob { digest: Digest },
     #[error("'{media_type}' at {digest} is neither an image manifest nor an index")]
     NotAnImage { digest: Digest, media_type: String },
+    #[error(
+        "{digest} is an artifact (it names a subject or an artifactType, as attestations and signatures do), not a bytecode image"
+    )]
+    Artifact { digest: Digest },
     #[error("layout '{dir}' holds several images ({tags}); name one: oci:{dir}:TAG")]
     AmbiguousTag { dir: String, tags: String },
 }
@@ -51,7 +55,14 @@ pub struct ReadResult {
     pub top: Descriptor,
     /// The index, if the top is an index.
     pub index: Option<ImageIndex>,
+    /// The bytecode images, in the order the index lists them.
     pub images: Vec<ReadImage>,
+    /// Index entries that are attestations or other artifacts, not images:
+    /// copied and signed with the index, never validated or loaded.
+    pub artifacts: Vec<Descriptor>,
+    /// What is odd about the index (entries without a platform, or for a
+    /// platform listed before).
+    pub warnings: Vec<String>,
 }
 
 /// Validates an image held in memory (from a layout, a registry or the
@@ -71,34 +82,65 @@ pub fn read_image(content: &ImageContent) -> Result<ReadResult, InspectError> {
     };
     let read_one = |desc: &Descriptor, platform: Option<&Platform>| {
         let manifest = blob(desc)?;
+        if platform.is_none()
+            && let Ok(m) = serde_json::from_slice(manifest)
+            && is_artifact_manifest(&m)
+        {
+            return Ok(None);
+        }
         let parsed =
             bpfman_image_spec::validate::parse_manifest(manifest).map_err(invalid(&desc.digest))?;
         let config = blob(&parsed.config)?;
         let layer = blob(&parsed.layers[0])?;
         let image =
             validate_image(manifest, config, layer, platform).map_err(invalid(&desc.digest))?;
-        Ok::<_, InspectError>(ReadImage {
+        Ok::<_, InspectError>(Some(ReadImage {
             descriptor: desc.clone(),
             image,
-        })
+        }))
     };
     if media::is_index(&top.media_type) {
-        let index = parse_index(blob(top)?).map_err(invalid(&top.digest))?;
-        let images = index
-            .manifests
-            .iter()
-            .map(|d| read_one(d, d.platform.as_ref()))
-            .collect::<Result<_, _>>()?;
+        let view = parse_index(blob(top)?).map_err(invalid(&top.digest))?;
+        let mut images = Vec::new();
+        let mut artifacts = view.artifacts;
+        for d in &view.images {
+            match read_one(d, d.platform.as_ref())? {
+                Some(image) => images.push(image),
+                None => artifacts.push(d.clone()),
+            }
+        }
+        if images.is_empty() {
+            return Err(InspectError::Invalid {
+                digest: top.digest.clone(),
+                source: ValidationError::NoImages {
+                    skipped: view.index.manifests.len(),
+                },
+            });
+        }
+        let warnings = view
+            .warnings
+            .into_iter()
+            .filter(|w| !artifacts.iter().any(|a| w.contains(&a.digest.to_string())))
+            .collect();
         Ok(ReadResult {
             top: top.clone(),
-            index: Some(index),
+            index: Some(view.index),
             images,
+            artifacts,
+            warnings,
         })
     } else if media::is_manifest(&top.media_type) {
+        let Some(image) = read_one(top, top.platform.as_ref())? else {
+            return Err(InspectError::Artifact {
+                digest: top.digest.clone(),
+            });
+        };
         Ok(ReadResult {
             top: top.clone(),
             index: None,
-            images: vec![read_one(top, top.platform.as_ref())?],
+            images: vec![image],
+            artifacts: Vec::new(),
+            warnings: Vec::new(),
         })
     } else {
         Err(InspectError::NotAnImage {
@@ -154,6 +196,12 @@ pub struct Report {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     pub images: Vec<ImageReport>,
+    /// Index entries passed over as attestations or other artifacts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Digest>,
+    /// What is odd about the index.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One platform of a [`Report`].
@@ -200,29 +248,25 @@ pub fn report(reference: &ImageRef, read: &ReadResult) -> Report {
         .iter()
         .map(|ri| {
             let img = &ri.image;
+            // The object is the truth: its programs and maps, typed as the
+            // labels would type them.
             let programs = img
-                .metadata
+                .object_info
                 .programs
                 .iter()
-                .map(|(name, ty)| ProgramReport {
-                    name: name.clone(),
-                    program_type: ty.name().into(),
-                    section: img
-                        .object_info
-                        .programs
-                        .iter()
-                        .find(|p| &p.name == name)
-                        .map(|p| p.section_name.clone())
-                        .unwrap_or_default(),
+                .map(|p| ProgramReport {
+                    name: p.name.clone(),
+                    program_type: p.kind().label(&p.section_name).into(),
+                    section: p.section_name.clone(),
                 })
                 .collect();
             let maps = img
-                .metadata
+                .object_info
                 .maps
                 .iter()
-                .map(|(name, ty)| MapReport {
-                    name: name.clone(),
-                    map_type: ty.clone(),
+                .map(|m| MapReport {
+                    name: m.name.clone(),
+                    map_type: m.map_type.clone(),
                 })
                 .collect();
             ImageReport {
@@ -243,10 +287,7 @@ pub fn report(reference: &ImageRef, read: &ReadResult) -> Report {
                 maps,
                 labels: img.config.config.labels.clone(),
                 annotations: img.manifest.annotations.clone(),
-                warnings: bpfman_image_spec::validate::label_warnings(
-                    &img.metadata,
-                    &img.object_info,
-                ),
+                warnings: img.warnings.clone(),
             }
         })
         .collect();
@@ -261,5 +302,7 @@ pub fn report(reference: &ImageRef, read: &ReadResult) -> Report {
             .map(|i| i.annotations.clone())
             .unwrap_or_default(),
         images,
+        artifacts: read.artifacts.iter().map(|d| d.digest.clone()).collect(),
+        warnings: read.warnings.clone(),
     }
 }

@@ -523,10 +523,16 @@ fn pull(host: &Host, args: PullArgs) -> Result<()> {
 fn describe(l: &Loadable) {
     let image = l.image();
     let programs: Vec<String> = image
-        .metadata
+        .object_info
         .programs
         .iter()
-        .map(|(name, kind)| format!("{} ({kind})", printable(name)))
+        .map(|p| {
+            format!(
+                "{} ({})",
+                printable(&p.name),
+                p.kind().label(&p.section_name)
+            )
+        })
         .collect();
     eprintln!(
         "for this host: linux/{} {} ({}): {}",
@@ -535,7 +541,7 @@ fn describe(l: &Loadable) {
         printable(&image.file_name),
         programs.join(", ")
     );
-    for w in bpfman_image_spec::validate::label_warnings(&image.metadata, &image.object_info) {
+    for w in l.warnings() {
         eprintln!("warning: {w}");
     }
 }

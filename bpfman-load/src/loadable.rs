@@ -36,6 +36,8 @@ pub struct Loadable {
     proof: Proof,
     manifest: Descriptor,
     image: ValidImage,
+    /// What was odd about the index the image was chosen from.
+    index_warnings: Vec<String>,
 }
 
 impl Loadable {
@@ -48,12 +50,14 @@ impl Loadable {
             });
         }
         let read = inspect::read_image(content)?;
+        let index_warnings = read.warnings;
         let chosen = match &read.index {
-            Some(index) => {
-                let entry = platform::select_manifest(index, host)?;
+            Some(_) => {
+                let entries: Vec<&Descriptor> = read.images.iter().map(|i| &i.descriptor).collect();
+                let entry = platform::select_manifest(&entries, host)?.digest.clone();
                 read.images
                     .into_iter()
-                    .find(|i| i.descriptor.digest == entry.digest)
+                    .find(|i| i.descriptor.digest == entry)
             }
             None => read.images.into_iter().find(|i| i.image.arch == host),
         };
@@ -69,6 +73,7 @@ impl Loadable {
             proof,
             manifest: chosen.descriptor,
             image: chosen.image,
+            index_warnings,
         })
     }
 
@@ -89,6 +94,14 @@ impl Loadable {
     /// The validated image: object bytes, programs and maps.
     pub fn image(&self) -> &ValidImage {
         &self.image
+    }
+
+    /// What is odd about the index and the chosen image but did not stop
+    /// it from loading, for the operator to see.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.index_warnings.clone();
+        out.extend(self.image.warnings.iter().cloned());
+        out
     }
 }
 

@@ -5,7 +5,7 @@
 
 use bpfman_image_spec::arch::{Arch, Endianness};
 use bpfman_image_spec::elf::{ElfError, identify};
-use bpfman_image_spec::oci::{Descriptor, ImageIndex};
+use bpfman_image_spec::oci::Descriptor;
 
 /// Why no image fits this host.
 #[derive(Debug, thiserror::Error)]
@@ -31,11 +31,17 @@ pub fn host_arch() -> Result<Arch, PlatformError> {
     })
 }
 
-/// The index entry for `host` (linux, no variant preference).
-pub fn select_manifest(index: &ImageIndex, host: Arch) -> Result<&Descriptor, PlatformError> {
-    index
-        .manifests
+/// The first of an index's image entries (attestations and other
+/// artifacts already set aside) for `host`: linux, no variant preference,
+/// first match as upstream bpfman picks. Entries without a platform are
+/// never picked.
+pub fn select_manifest<'a>(
+    entries: &[&'a Descriptor],
+    host: Arch,
+) -> Result<&'a Descriptor, PlatformError> {
+    entries
         .iter()
+        .copied()
         .find(|d| {
             d.platform.as_ref().is_some_and(|p| {
                 p.os == "linux" && p.architecture.parse::<Arch>().ok() == Some(host)
@@ -43,8 +49,7 @@ pub fn select_manifest(index: &ImageIndex, host: Arch) -> Result<&Descriptor, Pl
         })
         .ok_or_else(|| PlatformError::NoEntryForHost {
             host,
-            available: index
-                .manifests
+            available: entries
                 .iter()
                 .filter_map(|d| d.platform.as_ref())
                 .map(|p| format!("{}/{}", p.os, p.architecture))
@@ -74,7 +79,7 @@ mod tests {
     const EL: &[u8] = include_bytes!("../../testdata/bpf/xdp_pass.bpfel.o");
     const EB: &[u8] = include_bytes!("../../testdata/bpf/xdp_pass.bpfeb.o");
 
-    fn index(archs: &[(Arch, &[u8])]) -> ImageIndex {
+    fn index(archs: &[(Arch, &[u8])]) -> Vec<Descriptor> {
         let empty = BTreeMap::new();
         let images: Vec<_> = archs
             .iter()
@@ -90,12 +95,15 @@ mod tests {
                 .expect("assembles")
             })
             .collect();
-        parse_index(&assemble_index(&images, &empty, 0).0).expect("valid")
+        parse_index(&assemble_index(&images, &empty, 0).0)
+            .expect("valid")
+            .images
     }
 
     #[test]
     fn picks_the_host_entry() {
         let idx = index(&[(Arch::Amd64, EL), (Arch::S390x, EB)]);
+        let idx: Vec<&Descriptor> = idx.iter().collect();
         let d = select_manifest(&idx, Arch::S390x).expect("found");
         assert_eq!(
             d.platform.as_ref().map(|p| p.architecture.as_str()),

@@ -25,6 +25,44 @@ pub struct ObjectInfo {
     pub programs: Vec<ProgramInfo>,
     /// Sorted by name.
     pub maps: Vec<MapInfo>,
+    /// Functions in executable sections neither libbpf nor aya would take
+    /// for a program, sorted by name: not loadable, reported, never fatal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedProgram>,
+}
+
+/// A function in a section no loader knows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedProgram {
+    pub name: String,
+    pub section_name: String,
+}
+
+impl ObjectInfo {
+    /// What a reader should be told about the object: programs skipped,
+    /// programs in aya-style sections, map types newer than this version.
+    pub fn warnings(&self) -> Vec<String> {
+        use crate::text::printable;
+        let mut out: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|s| {
+                format!(
+                    "function '{}' is in section '{}', which neither libbpf nor aya knows as a program section; it is skipped (it cannot be loaded)",
+                    printable(&s.name),
+                    printable(&s.section_name)
+                )
+            })
+            .collect();
+        out.extend(self.maps.iter().filter(|m| m.map_type_number.is_none()).map(|m| {
+            format!(
+                "map '{}' has a map type this version does not know ({}); the kernel decides whether it can be created",
+                printable(&m.name),
+                m.map_type
+            )
+        }));
+        out
+    }
 }
 
 /// One program: its function name and what its section says it is.
@@ -39,8 +77,13 @@ pub struct ProgramInfo {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MapInfo {
     pub name: String,
-    /// The label name of the map type, e.g. `per_cpu_array`.
-    pub map_type: &'static str,
+    /// The label name of the map type, e.g. `per_cpu_array`; for a kernel
+    /// type number this version does not know, `maptype(N)` (the spelling
+    /// upstream bpfman's builder falls back to).
+    pub map_type: String,
+    /// The kernel's number for it, when this version knows the type.
+    #[serde(skip)]
+    pub map_type_number: Option<u32>,
     /// `true` for a pre-BTF `SEC("maps")` definition.
     pub legacy: bool,
 }
@@ -69,20 +112,18 @@ pub enum ElfError {
         #[source]
         source: object::Error,
     },
-    #[error(
-        "function '{function}' is in section '{section}', which is not a program section libbpf knows"
-    )]
-    UnknownSection { function: String, section: String },
     #[error("the object defines no eBPF programs (no function in a program section)")]
     NoPrograms,
+    #[error(
+        "the object's only functions are in sections neither libbpf nor aya knows as program sections: {sections}"
+    )]
+    OnlyUnknownSections { sections: String },
     #[error("the object has BTF-defined maps ('.maps') but no usable .BTF section")]
     MissingBtf,
     #[error("the object's BTF cannot be read")]
     Btf(#[from] BtfError),
     #[error("map '{map}' has no 'type' member in its BTF definition")]
     MapWithoutType { map: String },
-    #[error("map '{map}' has kernel map type {map_type}, which this version does not know")]
-    UnknownMapType { map: String, map_type: u32 },
     #[error("legacy map '{map}' lies outside the 'maps' section")]
     LegacyMapOutOfBounds { map: String },
 }
@@ -197,6 +238,7 @@ pub fn inspect(bytes: &[u8]) -> Result<ObjectInfo, ElfError> {
     let file = parse(bytes)?;
 
     let mut programs = Vec::new();
+    let mut skipped = Vec::new();
     let mut btf_map_names = Vec::new();
     let mut legacy_maps = Vec::new();
     for sym in file.symbols() {
@@ -228,16 +270,17 @@ pub fn inspect(bytes: &[u8]) -> Result<ObjectInfo, ElfError> {
                 continue;
             }
             let function = symbol_name()?;
-            let parsed =
-                ProgramSection::parse(section_name).ok_or_else(|| ElfError::UnknownSection {
-                    function: function.clone(),
-                    section: section_name.into(),
-                })?;
-            programs.push(ProgramInfo {
-                name: function,
-                section_name: section_name.into(),
-                section: parsed,
-            });
+            match ProgramSection::parse(section_name) {
+                Some(parsed) => programs.push(ProgramInfo {
+                    name: function,
+                    section_name: section_name.into(),
+                    section: parsed,
+                }),
+                None => skipped.push(SkippedProgram {
+                    name: function,
+                    section_name: section_name.into(),
+                }),
+            }
         } else if section_name == BTF_MAPS_SECTION && sym.is_global() {
             btf_map_names.push(symbol_name()?);
         } else if (section_name == LEGACY_MAPS_SECTION || section_name.starts_with("maps/"))
@@ -263,27 +306,33 @@ pub fn inspect(bytes: &[u8]) -> Result<ObjectInfo, ElfError> {
         }
     }
     if programs.is_empty() {
-        return Err(ElfError::NoPrograms);
+        if skipped.is_empty() {
+            return Err(ElfError::NoPrograms);
+        }
+        let mut sections: Vec<&str> = skipped.iter().map(|s| s.section_name.as_str()).collect();
+        sections.sort_unstable();
+        sections.dedup();
+        return Err(ElfError::OnlyUnknownSections {
+            sections: crate::text::printable(&sections.join(", ")).into_owned(),
+        });
     }
 
     let mut maps = Vec::new();
     for (name, map_type) in legacy_maps {
-        maps.push(MapInfo {
-            map_type: named_map_type(&name, map_type)?,
-            name,
-            legacy: true,
-        });
+        maps.push(MapInfo::new(name, map_type, true));
     }
     if !btf_map_names.is_empty() || file.section_by_name(BTF_MAPS_SECTION).is_some() {
         maps.extend(btf_maps(&file, endianness)?);
     }
 
     programs.sort_by(|a, b| a.name.cmp(&b.name));
+    skipped.sort_by(|a, b| a.name.cmp(&b.name));
     maps.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(ObjectInfo {
         endianness,
         programs,
         maps,
+        skipped,
     })
 }
 
@@ -304,20 +353,25 @@ fn btf_maps(
             let map_type = def.get("type").ok_or_else(|| ElfError::MapWithoutType {
                 map: def.name.clone(),
             })?;
-            Ok(MapInfo {
-                map_type: named_map_type(&def.name, map_type)?,
-                name: def.name,
-                legacy: false,
-            })
+            Ok(MapInfo::new(def.name, map_type, false))
         })
         .collect()
 }
 
-fn named_map_type(map: &str, map_type: u32) -> Result<&'static str, ElfError> {
-    map_type_name(map_type).ok_or_else(|| ElfError::UnknownMapType {
-        map: map.into(),
-        map_type,
-    })
+impl MapInfo {
+    fn new(name: String, number: u32, legacy: bool) -> Self {
+        let known = map_type_name(number);
+        let unnamed = || match number {
+            0 => "unspec".to_string(),
+            n => format!("maptype({n})"),
+        };
+        Self {
+            name,
+            map_type: known.map_or_else(unnamed, str::to_string),
+            map_type_number: known.map(|_| number),
+            legacy,
+        }
+    }
 }
 
 impl ProgramInfo {
@@ -363,7 +417,7 @@ mod tests {
         &'a [(&'a str, &'a str)],
     );
 
-    fn summary(bytes: &[u8]) -> (Named<K>, Named<&'static str>) {
+    fn summary(bytes: &[u8]) -> (Named<K>, Named<String>) {
         let info = inspect(bytes).expect("inspects");
         (
             info.programs
@@ -372,7 +426,7 @@ mod tests {
                 .collect(),
             info.maps
                 .iter()
-                .map(|m| (m.name.clone(), m.map_type))
+                .map(|m| (m.name.clone(), m.map_type.clone()))
                 .collect(),
         )
     }
@@ -470,7 +524,11 @@ mod tests {
             ),
         ];
         for (el, eb, progs, maps) in cases {
-            let want = (names(progs), names(maps));
+            let maps = maps
+                .iter()
+                .map(|(n, t)| ((*n).to_string(), (*t).to_string()))
+                .collect();
+            let want = (names(progs), maps);
             assert_eq!(summary(el), want);
             assert_eq!(summary(eb), want);
             assert_eq!(identify(el).expect("el"), Endianness::Little);

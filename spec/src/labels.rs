@@ -10,14 +10,15 @@ use crate::media::{
     LABEL_MAPS, LABEL_PROGRAMS, LABEL_V1_FUNCTION_NAME, LABEL_V1_PROGRAM_NAME,
     LABEL_V1_PROGRAM_TYPE,
 };
-use crate::program::{ProgramType, UnknownProgramType};
 
-/// Programs and maps an image declares.
+/// Programs and maps an image's labels declare, as they spell them. The
+/// object is the truth: labels are information, compared with the object
+/// and reported on, never needed to load it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageMetadata {
-    /// Function name -> coarse program type.
-    pub programs: BTreeMap<String, ProgramType>,
-    /// Map name -> map type label name.
+    /// Function name -> program type, as labelled (`xdp`, `kprobe`, `tc` ...).
+    pub programs: BTreeMap<String, String>,
+    /// Map name -> map type, as labelled (`hash`, `per_cpu_array` ...).
     pub maps: BTreeMap<String, String>,
 }
 
@@ -29,142 +30,150 @@ pub enum LabelFormat {
     V2,
     /// `io.ebpf.program_type` / `io.ebpf.bpf_function_name` / ...
     V1,
-}
-
-/// Why an image's labels cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum LabelError {
-    #[error("the image config has neither an '{LABEL_PROGRAMS}' label nor the legacy V1 labels")]
-    MissingPrograms,
-    #[error("label '{label}' is not valid JSON")]
-    NotJson {
-        label: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("label '{label}' must be a JSON object of strings, e.g. {{\"name\":\"type\"}}")]
-    NotAnObjectOfStrings { label: &'static str },
-    #[error("label '{LABEL_PROGRAMS}' lists no programs")]
-    NoPrograms,
-    #[error("program '{program}' in the labels")]
-    UnknownProgramType {
-        program: String,
-        #[source]
-        source: UnknownProgramType,
-    },
-    #[error("map '{map}' in the labels has unknown map type '{map_type}'")]
-    UnknownMapType { map: String, map_type: String },
-    #[error("legacy label '{label}' is missing")]
-    MissingV1Label { label: &'static str },
+    /// No usable program labels: what the image holds comes from the object.
+    None,
 }
 
 impl ImageMetadata {
-    /// The metadata an object's own contents imply.
+    /// The labels upstream bpfman's builder would write for this object:
+    /// every program with [`SectionKind::label`](crate::program::SectionKind::label),
+    /// every user map with its type name.
     pub fn from_object(info: &ObjectInfo) -> Self {
         Self {
             programs: info
                 .programs
                 .iter()
-                .map(|p| (p.name.clone(), p.kind().program_type()))
+                .map(|p| (p.name.clone(), p.kind().label(&p.section_name).to_string()))
                 .collect(),
             maps: info
                 .maps
                 .iter()
-                .map(|m| (m.name.clone(), m.map_type.to_string()))
+                .map(|m| (m.name.clone(), m.map_type.clone()))
                 .collect(),
         }
     }
 
     /// The two labels, values serialized with sorted keys.
     pub fn to_labels(&self) -> BTreeMap<String, String> {
-        let programs: BTreeMap<&str, &str> = self
-            .programs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.name()))
-            .collect();
-        let json = |v: &BTreeMap<&str, &str>| {
+        let json = |v: &BTreeMap<String, String>| {
             serde_json::to_string(v).unwrap_or_else(|e| unreachable!("string map: {e}"))
         };
-        let maps: BTreeMap<&str, &str> = self
-            .maps
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         BTreeMap::from([
-            (LABEL_PROGRAMS.to_string(), json(&programs)),
-            (LABEL_MAPS.to_string(), json(&maps)),
+            (LABEL_PROGRAMS.to_string(), json(&self.programs)),
+            (LABEL_MAPS.to_string(), json(&self.maps)),
         ])
     }
 
-    /// Reads the metadata from config labels, V2 first, then V1.
-    pub fn from_labels(
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(Self, LabelFormat), LabelError> {
-        if let Some(raw) = labels.get(LABEL_PROGRAMS) {
-            let mut programs = BTreeMap::new();
-            for (name, ty) in string_object(LABEL_PROGRAMS, raw)? {
-                let ty = program_type(&name, &ty)?;
-                programs.insert(name, ty);
+    /// Reads the metadata from config labels, V2 first, then V1. Never
+    /// fails: what cannot be read is reported in the warnings and treated
+    /// as not given (an empty `io.ebpf.maps`, which upstream's
+    /// Containerfile writes without `--build-arg MAPS`, is not given).
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> (Self, LabelFormat, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut read = |label: &'static str| -> Option<BTreeMap<String, String>> {
+            let raw = labels.get(label)?;
+            if raw.trim().is_empty() {
+                return None;
             }
-            if programs.is_empty() {
-                return Err(LabelError::NoPrograms);
-            }
-            let mut maps = BTreeMap::new();
-            if let Some(raw) = labels.get(LABEL_MAPS) {
-                for (name, ty) in string_object(LABEL_MAPS, raw)? {
-                    if map_type_number(&ty).is_none() {
-                        return Err(LabelError::UnknownMapType {
-                            map: name,
-                            map_type: ty,
-                        });
-                    }
-                    maps.insert(name, ty);
+            match string_object(raw) {
+                Ok(map) => Some(map),
+                Err(why) => {
+                    warnings.push(format!("label '{label}' {why}; it is ignored"));
+                    None
                 }
             }
-            return Ok((Self { programs, maps }, LabelFormat::V2));
-        }
-        let v1 = [
-            LABEL_V1_PROGRAM_TYPE,
-            LABEL_V1_FUNCTION_NAME,
-            LABEL_V1_PROGRAM_NAME,
-        ];
-        if v1.iter().all(|l| !labels.contains_key(*l)) {
-            return Err(LabelError::MissingPrograms);
-        }
-        let get = |label: &'static str| {
-            labels
-                .get(label)
-                .ok_or(LabelError::MissingV1Label { label })
         };
-        let function = get(LABEL_V1_FUNCTION_NAME)?;
-        let ty = program_type(function, get(LABEL_V1_PROGRAM_TYPE)?)?;
-        Ok((
+        let programs = read(LABEL_PROGRAMS).filter(|p| !p.is_empty());
+        let maps = read(LABEL_MAPS).unwrap_or_default();
+        if let Some(programs) = programs {
+            return (Self { programs, maps }, LabelFormat::V2, warnings);
+        }
+        let v1 = (
+            labels.get(LABEL_V1_FUNCTION_NAME),
+            labels.get(LABEL_V1_PROGRAM_TYPE),
+        );
+        if let (Some(function), Some(ty)) = v1 {
+            let programs = BTreeMap::from([(function.clone(), ty.clone())]);
+            return (Self { programs, maps }, LabelFormat::V1, warnings);
+        }
+        if labels.contains_key(LABEL_V1_PROGRAM_NAME) || v1.0.is_some() || v1.1.is_some() {
+            warnings.push(format!(
+                "the legacy labels are incomplete ('{LABEL_V1_FUNCTION_NAME}' and '{LABEL_V1_PROGRAM_TYPE}' go together); they are ignored"
+            ));
+        }
+        warnings.push(format!(
+            "the image has no '{LABEL_PROGRAMS}' label; its programs are read from the object"
+        ));
+        (
             Self {
-                programs: BTreeMap::from([(function.clone(), ty)]),
-                maps: BTreeMap::new(),
+                programs: BTreeMap::new(),
+                maps,
             },
-            LabelFormat::V1,
-        ))
+            LabelFormat::None,
+            warnings,
+        )
+    }
+
+    /// How the labels differ from the object, one warning each: a
+    /// labelled type that does not match the program's section, an
+    /// unknown type name, a map the object lacks or types differently.
+    /// A labelled program the object lacks is not here: that is an error
+    /// ([`crate::validate::ValidationError::ProgramMissing`]).
+    pub fn differences(&self, object: &ObjectInfo) -> Vec<String> {
+        use crate::text::printable;
+        let mut out = Vec::new();
+        for (name, labelled) in &self.programs {
+            let Some(p) = object.programs.iter().find(|p| &p.name == name) else {
+                continue;
+            };
+            if !p.kind().agrees_with_label(&p.section_name, labelled) {
+                out.push(format!(
+                    "the labels say program '{}' is '{}', but its section '{}' makes it '{}'; the section is used",
+                    printable(name),
+                    printable(labelled),
+                    printable(&p.section_name),
+                    p.kind().label(&p.section_name),
+                ));
+            }
+        }
+        for (name, labelled) in &self.maps {
+            match object.maps.iter().find(|m| &m.name == name) {
+                None => out.push(format!(
+                    "the io.ebpf.maps label names map '{}', which the object does not define; the label is wrong (the object is used as it is)",
+                    printable(name)
+                )),
+                Some(m) if map_type_number(labelled).is_none() => {
+                    if map_type_number(&m.map_type).is_some() {
+                        out.push(format!(
+                            "the labels give map '{}' type '{}', which this version does not know; the object says '{}'",
+                            printable(name),
+                            printable(labelled),
+                            m.map_type
+                        ));
+                    }
+                }
+                Some(m) if map_type_number(labelled) != m.map_type_number => out.push(format!(
+                    "the labels say map '{}' is '{}', but the object defines it as '{}'; the object is used",
+                    printable(name),
+                    printable(labelled),
+                    m.map_type
+                )),
+                Some(_) => {}
+            }
+        }
+        out
     }
 }
 
-fn program_type(program: &str, ty: &str) -> Result<ProgramType, LabelError> {
-    ty.parse().map_err(|source| LabelError::UnknownProgramType {
-        program: program.into(),
-        source,
-    })
-}
-
-fn string_object(label: &'static str, raw: &str) -> Result<BTreeMap<String, String>, LabelError> {
-    let value: serde_json::Value =
-        serde_json::from_str(raw).map_err(|source| LabelError::NotJson { label, source })?;
+fn string_object(raw: &str) -> Result<BTreeMap<String, String>, &'static str> {
+    let value: serde_json::Value = serde_json::from_str(raw).map_err(|_| "is not valid JSON")?;
     let serde_json::Value::Object(obj) = value else {
-        return Err(LabelError::NotAnObjectOfStrings { label });
+        return Err("is not a JSON object of strings");
     };
     obj.into_iter()
         .map(|(k, v)| match v {
             serde_json::Value::String(s) => Ok((k, s)),
-            _ => Err(LabelError::NotAnObjectOfStrings { label }),
+            _ => Err("is not a JSON object of strings"),
         })
         .collect()
 }
@@ -172,6 +181,7 @@ fn string_object(label: &'static str, raw: &str) -> Result<BTreeMap<String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elf::inspect;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -180,83 +190,112 @@ mod tests {
             .collect()
     }
 
+    fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        labels(pairs)
+    }
+
     #[test]
     fn v2_round_trip_is_sorted_and_stable() {
         let md = ImageMetadata {
-            programs: BTreeMap::from([
-                ("z_prog".into(), ProgramType::Tc),
-                ("a_prog".into(), ProgramType::Xdp),
-            ]),
-            maps: BTreeMap::from([("m".into(), "per_cpu_array".into())]),
+            programs: strings(&[("z_prog", "tc"), ("a_prog", "xdp")]),
+            maps: strings(&[("m", "per_cpu_array")]),
         };
         let l = md.to_labels();
         assert_eq!(l[LABEL_PROGRAMS], r#"{"a_prog":"xdp","z_prog":"tc"}"#);
         assert_eq!(l[LABEL_MAPS], r#"{"m":"per_cpu_array"}"#);
-        assert_eq!(
-            ImageMetadata::from_labels(&l).expect("reads"),
-            (md, LabelFormat::V2)
-        );
-    }
-
-    #[test]
-    fn v2_accepts_finer_type_names_and_missing_maps() {
-        let (md, _) = ImageMetadata::from_labels(&labels(&[(LABEL_PROGRAMS, r#"{"k":"kprobe"}"#)]))
-            .expect("reads");
-        assert_eq!(md.programs["k"], ProgramType::Probe);
-        assert!(md.maps.is_empty());
+        let (back, format, warnings) = ImageMetadata::from_labels(&l);
+        assert_eq!((back, format), (md, LabelFormat::V2));
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]
     fn v1_labels_are_read() {
-        let (md, format) = ImageMetadata::from_labels(&labels(&[
+        let (md, format, warnings) = ImageMetadata::from_labels(&labels(&[
             (LABEL_V1_PROGRAM_NAME, "counter"),
             (LABEL_V1_FUNCTION_NAME, "xdp_stats"),
             (LABEL_V1_PROGRAM_TYPE, "xdp"),
             (crate::media::LABEL_V1_FILENAME, "counter.o"),
-        ]))
-        .expect("reads");
+        ]));
         assert_eq!(format, LabelFormat::V1);
-        assert_eq!(md.programs["xdp_stats"], ProgramType::Xdp);
+        assert_eq!(md.programs["xdp_stats"], "xdp");
+        assert!(warnings.is_empty());
     }
 
     #[test]
-    fn bad_labels() {
-        let err = |pairs: &[(&str, &str)]| {
-            ImageMetadata::from_labels(&labels(pairs)).expect_err("must fail")
+    fn missing_empty_or_garbled_labels_are_not_given() {
+        // What upstream's Containerfile.bytecode writes without build args.
+        for pairs in [
+            &[][..],
+            &[(LABEL_PROGRAMS, ""), (LABEL_MAPS, "")][..],
+            &[(LABEL_PROGRAMS, "{}")][..],
+            &[(LABEL_PROGRAMS, "{")][..],
+            &[(LABEL_PROGRAMS, r#"["x"]"#)][..],
+            &[(LABEL_PROGRAMS, r#"{"x":1}"#)][..],
+            &[(LABEL_V1_PROGRAM_TYPE, "xdp")][..],
+        ] {
+            let (md, format, warnings) = ImageMetadata::from_labels(&labels(pairs));
+            assert_eq!(format, LabelFormat::None, "{pairs:?}");
+            assert!(md.programs.is_empty());
+            assert!(
+                warnings.iter().any(|w| w.contains("read from the object")),
+                "{pairs:?}: {warnings:?}"
+            );
+        }
+        let (md, format, warnings) = ImageMetadata::from_labels(&labels(&[
+            (LABEL_PROGRAMS, r#"{"x":"xdp"}"#),
+            (LABEL_MAPS, ""),
+        ]));
+        assert_eq!(format, LabelFormat::V2);
+        assert!(md.maps.is_empty());
+        assert!(
+            warnings.is_empty(),
+            "an empty maps label is not odd: {warnings:?}"
+        );
+    }
+
+    #[test]
+    fn differences_warn_and_the_object_wins() {
+        let info = inspect(include_bytes!("../../testdata/bpf/tcx.bpfel.o")).expect("inspects");
+        let md = |programs: &[(&str, &str)], maps: &[(&str, &str)]| ImageMetadata {
+            programs: strings(programs),
+            maps: strings(maps),
         };
-        assert!(matches!(err(&[]), LabelError::MissingPrograms));
-        assert!(matches!(
-            err(&[(LABEL_PROGRAMS, "{")]),
-            LabelError::NotJson { .. }
-        ));
-        assert!(matches!(
-            err(&[(LABEL_PROGRAMS, r#"["x"]"#)]),
-            LabelError::NotAnObjectOfStrings { .. }
-        ));
-        assert!(matches!(
-            err(&[(LABEL_PROGRAMS, r#"{"x":1}"#)]),
-            LabelError::NotAnObjectOfStrings { .. }
-        ));
-        assert!(matches!(
-            err(&[(LABEL_PROGRAMS, "{}")]),
-            LabelError::NoPrograms
-        ));
-        assert!(matches!(
-            err(&[(LABEL_PROGRAMS, r#"{"x":"warp"}"#)]),
-            LabelError::UnknownProgramType { .. }
-        ));
-        assert!(matches!(
-            err(&[
-                (LABEL_PROGRAMS, r#"{"x":"xdp"}"#),
-                (LABEL_MAPS, r#"{"m":"warp"}"#)
-            ]),
-            LabelError::UnknownMapType { .. }
-        ));
-        assert!(matches!(
-            err(&[(LABEL_V1_PROGRAM_TYPE, "xdp")]),
-            LabelError::MissingV1Label {
-                label: LABEL_V1_FUNCTION_NAME
-            }
-        ));
+        // Upstream's Go builder labels tcx sections "tcx" and its families agree.
+        let same = md(
+            &[("tcx_ingress", "tcx"), ("tcx_egress", "tc")],
+            &[
+                ("tcx_ingress_map", "percpu_array"),
+                ("tcx_egress_map", "PERCPU_ARRAY"),
+            ],
+        );
+        assert!(
+            same.differences(&info).is_empty(),
+            "{:?}",
+            same.differences(&info)
+        );
+        let odd = md(
+            &[("tcx_ingress", "xdp"), ("tcx_egress", "warp")],
+            &[("tcx_ingress_map", "hash"), ("gone", "array")],
+        );
+        let w = odd.differences(&info);
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w[0].contains("'tcx_egress' is 'warp'"), "{w:?}");
+        assert!(w[1].contains("'tcx_ingress' is 'xdp'"), "{w:?}");
+        assert!(w[2].contains("map 'gone'"), "{w:?}");
+        assert!(w[3].contains("map 'tcx_ingress_map' is 'hash'"), "{w:?}");
+    }
+
+    #[test]
+    fn written_labels_follow_upstream() {
+        let info = inspect(include_bytes!("../../testdata/bpf/kprobe.bpfel.o")).expect("inspects");
+        let md = ImageMetadata::from_object(&info);
+        assert_eq!(
+            md.programs,
+            strings(&[
+                ("kprobe_openat", "kprobe"),
+                ("kretprobe_openat", "kretprobe")
+            ])
+        );
+        assert_eq!(md.maps["kprobe_count_map"], "per_cpu_array");
     }
 }

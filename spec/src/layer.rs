@@ -1,5 +1,6 @@
 //! The one layer of a bytecode image: a gzip-compressed tar holding a single
-//! eBPF object at its root.
+//! eBPF object. Writers put it alone at the root; readers take the one eBPF
+//! ELF wherever it is, beside other files, as upstream bpfman's loader does.
 //!
 //! Writing is deterministic: fixed tar header fields (ustar, mode 0644, uid
 //! and gid 0, no user names, the given mtime) and a gzip stream with no name,
@@ -29,10 +30,13 @@ pub struct Layer {
 /// What a layer holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerContents {
-    /// The object's file name in the tar (without any leading `./`).
+    /// The object's path in the tar (without any leading `./`).
     pub file_name: String,
     pub object: Vec<u8>,
     pub diff_id: Digest,
+    /// What is odd about the layer but does not stop it from loading: the
+    /// object in a subdirectory, without a `.o` name, or beside other files.
+    pub warnings: Vec<String>,
 }
 
 /// Why a layer is not a valid bytecode layer.
@@ -46,14 +50,20 @@ pub enum LayerError {
     TooLarge { limit: u64 },
     #[error("layer is not a valid tar archive")]
     Tar(#[source] std::io::Error),
-    #[error("layer entry '{path}' is not at the root of the archive")]
-    NotAtRoot { path: String },
-    #[error("layer entry '{path}' is a {kind}, not a regular file")]
+    #[error("layer entry '{path}' is an absolute path or climbs out of the archive with '..'")]
+    Traversal { path: String },
+    #[error("layer entry '{path}' is a {kind}, not a regular file or directory")]
     NotAFile { path: String, kind: &'static str },
-    #[error("layer holds {count} files; a bytecode layer holds exactly one .o file")]
-    FileCount { count: usize },
-    #[error("layer file '{path}' does not end in .o")]
-    NotAnObject { path: String },
+    #[error("the layer holds no files; a bytecode layer holds one eBPF object")]
+    Empty,
+    #[error(
+        "the layer holds no eBPF ELF object (files: {files}); a bytecode layer holds one object built with clang -target bpf"
+    )]
+    NoObject { files: String },
+    #[error(
+        "the layer holds {count} eBPF ELF objects ({paths}); a bytecode image carries one, so which to load is ambiguous"
+    )]
+    SeveralObjects { count: usize, paths: String },
 }
 
 /// Builds the layer for `object`, stored as `file_name`, with tar mtime `mtime`
@@ -103,8 +113,10 @@ pub fn build_layer(file_name: &str, object: &[u8], mtime: u64) -> Result<Layer, 
     })
 }
 
-/// Unpacks a layer blob (already digest-checked by the caller) and returns its
-/// one object.
+/// Unpacks a layer blob (already digest-checked by the caller) and returns
+/// its one eBPF object: the single regular file that is an eBPF ELF, at any
+/// depth. Other files are ignored with a warning; links, devices and paths
+/// that leave the archive are refused; several eBPF objects are ambiguous.
 pub fn read_layer(blob: &[u8]) -> Result<LayerContents, LayerError> {
     let mut tar = Vec::new();
     GzDecoder::new(blob)
@@ -122,13 +134,13 @@ pub fn read_layer(blob: &[u8]) -> Result<LayerContents, LayerError> {
     for entry in archive.entries().map_err(LayerError::Tar)? {
         let mut entry = entry.map_err(LayerError::Tar)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let path = raw.trim_start_matches("./").to_string();
         let kind = entry.header().entry_type();
-        if kind.is_dir() && path.trim_end_matches('/').is_empty() {
-            continue; // "./" itself
+        if matches!(kind, tar::EntryType::XGlobalHeader) {
+            continue; // pax global metadata, not a file
         }
-        if path.contains('/') || path.is_empty() {
-            return Err(LayerError::NotAtRoot { path: raw });
+        let path = clean_path(&raw).ok_or_else(|| LayerError::Traversal { path: raw.clone() })?;
+        if kind.is_dir() {
+            continue;
         }
         if !kind.is_file() {
             return Err(LayerError::NotAFile {
@@ -136,22 +148,106 @@ pub fn read_layer(blob: &[u8]) -> Result<LayerContents, LayerError> {
                 kind: entry_kind(kind),
             });
         }
-        let mut object = Vec::new();
-        entry.read_to_end(&mut object).map_err(LayerError::Tar)?;
-        files.push((path, object));
+        if path.is_empty() {
+            return Err(LayerError::Traversal { path: raw });
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).map_err(LayerError::Tar)?;
+        files.push((path, data));
     }
-    if files.len() != 1 {
-        return Err(LayerError::FileCount { count: files.len() });
+    pick_object(files, diff_id)
+}
+
+/// The one eBPF ELF among `files`. When there is none, a lone file (or a
+/// lone `.o`) is still returned, so the object check says what is wrong
+/// with it.
+fn pick_object(
+    mut files: Vec<(String, Vec<u8>)>,
+    diff_id: Digest,
+) -> Result<LayerContents, LayerError> {
+    if files.is_empty() {
+        return Err(LayerError::Empty);
     }
-    let (file_name, object) = files.remove(0);
+    let is_bpf = |data: &[u8]| crate::elf::identify(data).is_ok();
+    let candidates: Vec<usize> = (0..files.len()).filter(|&i| is_bpf(&files[i].1)).collect();
+    let chosen = match candidates.as_slice() {
+        [one] => *one,
+        [] => {
+            let objects: Vec<usize> = (0..files.len())
+                .filter(|&i| files[i].0.ends_with(".o"))
+                .collect();
+            match (files.len(), objects.as_slice()) {
+                (1, _) => 0,
+                (_, [one]) => *one,
+                _ => {
+                    return Err(LayerError::NoObject {
+                        files: list(files.iter().map(|f| f.0.as_str())),
+                    });
+                }
+            }
+        }
+        many => {
+            return Err(LayerError::SeveralObjects {
+                count: many.len(),
+                paths: list(many.iter().map(|&i| files[i].0.as_str())),
+            });
+        }
+    };
+    let (file_name, object) = files.remove(chosen);
+    let mut warnings = Vec::new();
+    let shown = crate::text::printable(&file_name).into_owned();
+    if file_name.contains('/') {
+        warnings.push(format!(
+            "the object '{shown}' is in a subdirectory of the layer, not at its root"
+        ));
+    }
     if !file_name.ends_with(".o") {
-        return Err(LayerError::NotAnObject { path: file_name });
+        warnings.push(format!("the object '{shown}' has no .o suffix"));
+    }
+    if !files.is_empty() {
+        warnings.push(format!(
+            "the layer also holds {}, which {} ignored",
+            list(files.iter().map(|f| f.0.as_str())),
+            if files.len() == 1 { "is" } else { "are" }
+        ));
     }
     Ok(LayerContents {
         file_name,
         object,
         diff_id,
+        warnings,
     })
+}
+
+/// `a, b, c`, escaped for printing, at most ten named.
+fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<_> = names.collect();
+    let mut out: Vec<String> = names
+        .iter()
+        .take(10)
+        .map(|n| format!("'{}'", crate::text::printable(n)))
+        .collect();
+    if names.len() > 10 {
+        out.push(format!("and {} more", names.len() - 10));
+    }
+    out.join(", ")
+}
+
+/// The path without `./` segments or a trailing `/`; `None` when it is
+/// absolute or has a `..` segment.
+fn clean_path(raw: &str) -> Option<String> {
+    if raw.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 fn is_plain_object_name(name: &str) -> bool {
@@ -211,7 +307,9 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         for (path, kind, data) in entries {
             let mut h = tar::Header::new_ustar();
-            h.set_path(path).expect("path");
+            // Raw, so hostile names ("../x") can be written too.
+            let name = &mut h.as_old_mut().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
             h.set_entry_type(*kind);
             h.set_size(data.len() as u64);
             h.set_cksum();
@@ -223,43 +321,86 @@ mod tests {
         gz.finish().expect("gz")
     }
 
+    const BPF: &[u8] = include_bytes!("../../testdata/bpf/xdp_pass.bpfel.o");
+    const X86: &[u8] = include_bytes!("../../testdata/bad/x86_64.o");
+
     #[test]
     fn rejects_bad_layers() {
         use tar::EntryType as E;
         assert!(matches!(read_layer(b"not gzip"), Err(LayerError::Gzip(_))));
         assert!(matches!(
             read_layer(&tar_of(&[
-                ("a.o", E::Regular, b"1"),
-                ("b.o", E::Regular, b"2")
+                ("a.o", E::Regular, BPF),
+                ("b/c.o", E::Regular, BPF)
             ])),
-            Err(LayerError::FileCount { count: 2 })
+            Err(LayerError::SeveralObjects { count: 2, .. })
+        ));
+        assert!(matches!(read_layer(&tar_of(&[])), Err(LayerError::Empty)));
+        assert!(matches!(
+            read_layer(&tar_of(&[("./", E::Directory, b"")])),
+            Err(LayerError::Empty)
         ));
         assert!(matches!(
-            read_layer(&tar_of(&[])),
-            Err(LayerError::FileCount { count: 0 })
+            read_layer(&tar_of(&[
+                ("a.txt", E::Regular, b"1"),
+                ("b", E::Regular, b"2")
+            ])),
+            Err(LayerError::NoObject { .. })
         ));
-        assert!(matches!(
-            read_layer(&tar_of(&[("dir/a.o", E::Regular, b"1")])),
-            Err(LayerError::NotAtRoot { .. })
-        ));
-        assert!(matches!(
-            read_layer(&tar_of(&[("a.o", E::Symlink, b"")])),
-            Err(LayerError::NotAFile {
-                kind: "symlink",
-                ..
-            })
-        ));
-        assert!(matches!(
-            read_layer(&tar_of(&[("a.txt", E::Regular, b"1")])),
-            Err(LayerError::NotAnObject { .. })
-        ));
+        for path in ["../a.o", "x/../../a.o"] {
+            assert!(
+                matches!(
+                    read_layer(&tar_of(&[(path, E::Regular, BPF)])),
+                    Err(LayerError::Traversal { .. })
+                ),
+                "{path}"
+            );
+        }
+        for (kind, name) in [
+            (E::Symlink, "symlink"),
+            (E::Link, "hard link"),
+            (E::Char, "character device"),
+            (E::Fifo, "fifo"),
+        ] {
+            let err = read_layer(&tar_of(&[("a.o", kind, b"")])).expect_err("refused");
+            assert!(
+                matches!(err, LayerError::NotAFile { kind, .. } if kind == name),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_the_one_object_wherever_it_is() {
+        use tar::EntryType as E;
         // "./" entries and "./name.o" paths, as docker writes them, are fine.
         let ok = read_layer(&tar_of(&[
             ("./", E::Directory, b""),
-            ("./a.o", E::Regular, b"1"),
+            ("./a.o", E::Regular, BPF),
         ]))
         .expect("reads");
-        assert_eq!(ok.file_name, "a.o");
+        assert_eq!((ok.file_name.as_str(), ok.warnings.len()), ("a.o", 0));
+        // In a subdirectory, beside a README and a host binary, without .o.
+        let ok = read_layer(&tar_of(&[
+            ("README.md", E::Regular, b"# hi"),
+            ("bpf/", E::Directory, b""),
+            ("bpf/prog", E::Regular, BPF),
+            ("bin/tool.o", E::Regular, X86),
+        ]))
+        .expect("reads");
+        assert_eq!(ok.file_name, "bpf/prog");
+        assert_eq!(ok.object, BPF);
+        assert_eq!(ok.warnings.len(), 3, "{:?}", ok.warnings);
+        // A lone file that is not eBPF is still handed on, so the object
+        // check can say exactly what it is.
+        let lone = read_layer(&tar_of(&[("a.txt", E::Regular, b"1")])).expect("handed on");
+        assert_eq!(lone.file_name, "a.txt");
+        let lone = read_layer(&tar_of(&[
+            ("README", E::Regular, b"1"),
+            ("x.o", E::Regular, X86),
+        ]))
+        .expect("handed on");
+        assert_eq!(lone.file_name, "x.o");
     }
 
     #[test]

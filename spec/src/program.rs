@@ -76,6 +76,11 @@ pub struct ProgramSection {
     pub target: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sleepable: bool,
+    /// The name is not one libbpf knows but one aya-based tooling writes
+    /// (`xdp/<name>`, `sk_msg/<name>` ...): the kind comes from its first
+    /// segment and the rest is only a name.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aya_style: bool,
 }
 
 /// How a table entry matches: `Exact` is the whole section name; `Plus` is
@@ -195,10 +200,31 @@ const SECTIONS: &[(&str, SectionKind, Match, bool)] = &[
     ("netfilter", K::Netfilter, Exact, false),
 ];
 
+/// Section names aya-based tooling writes that libbpf does not know: the
+/// kind is the first `/`-separated segment and the rest names the program
+/// (aya-obj's `ProgramSection::from_str`; `xdp/<name>` is what aya wrote
+/// before it followed libbpf).
+const AYA_PREFIXES: &[(&str, SectionKind)] = &[
+    ("xdp", K::Xdp),
+    ("xdp.frags", K::XdpFrags),
+    ("sk_msg", K::SkMsg),
+    ("sockops", K::SockOps),
+    ("sk_lookup", K::SkLookup),
+    ("lirc_mode2", K::LircMode2),
+    ("perf_event", K::PerfEvent),
+    ("flow_dissector", K::FlowDissector),
+    ("cgroup_skb", K::CgroupSkb),
+];
+
 impl ProgramSection {
-    /// Parses an ELF section name the way libbpf does. `None` means libbpf
-    /// would not know the section either.
+    /// Parses an ELF section name the way libbpf does, then as aya-based
+    /// tooling names sections. `None` means neither would know it.
     pub fn parse(section: &str) -> Option<Self> {
+        Self::parse_libbpf(section).or_else(|| Self::parse_aya(section))
+    }
+
+    /// libbpf's names only.
+    pub fn parse_libbpf(section: &str) -> Option<Self> {
         SECTIONS.iter().find_map(|&(name, kind, how, sleepable)| {
             let target = if section == name {
                 None
@@ -215,7 +241,33 @@ impl ProgramSection {
                 kind,
                 target,
                 sleepable,
+                aya_style: false,
             })
+        })
+    }
+
+    fn parse_aya(section: &str) -> Option<Self> {
+        let (first, rest) = section.split_once('/')?;
+        if rest.is_empty() {
+            return None;
+        }
+        let kind = match AYA_PREFIXES.iter().find(|(p, _)| *p == first) {
+            Some(&(_, kind)) => kind,
+            // `cgroup/<kind>/<name>`: libbpf's two-segment name plus a name.
+            None if first == "cgroup" => {
+                let (second, name) = rest.split_once('/')?;
+                if name.is_empty() {
+                    return None;
+                }
+                Self::parse_libbpf(&format!("cgroup/{second}"))?.kind
+            }
+            None => return None,
+        };
+        Some(Self {
+            kind,
+            target: None,
+            sleepable: false,
+            aya_style: true,
         })
     }
 }
@@ -270,6 +322,54 @@ impl SectionKind {
             K::Syscall => T::Syscall,
             K::Netfilter => T::Netfilter,
         }
+    }
+}
+
+impl SectionKind {
+    /// The `io.ebpf.programs` spelling upstream bpfman's image builder
+    /// writes for this kind (`platform/ebpf/convert.go` `inferProgramType`
+    /// and `program.go`): the fine names `kprobe`, `kretprobe`, `uprobe`,
+    /// `uretprobe`, `fentry`, `fexit`; `tc` for every classifier section,
+    /// `tc/ingress` and `tc/egress` included; `tcx` only for `tcx/...`.
+    /// Kinds upstream's Go builder leaves out get the name its Rust
+    /// builder (`bpfman/src/types.rs` `BpfProgType`) gives them, which is
+    /// the coarse [`ProgramType`].
+    pub fn label(self, section_name: &str) -> &'static str {
+        match self {
+            K::Kprobe | K::KprobeMulti | K::Ksyscall => "kprobe",
+            K::Kretprobe | K::KretprobeMulti | K::Kretsyscall => "kretprobe",
+            K::Uprobe | K::UprobeMulti | K::Usdt => "uprobe",
+            K::Uretprobe | K::UretprobeMulti => "uretprobe",
+            K::Fentry => "fentry",
+            K::Fexit => "fexit",
+            K::TcxIngress | K::TcxEgress if !section_name.starts_with("tcx") => "tc",
+            other => other.program_type().name(),
+        }
+    }
+
+    /// Whether a label value other tools write agrees with this kind: our
+    /// coarse name, upstream's spelling, or a name from the same kernel
+    /// program family (upstream's `sectionFamily`: `tc` and `tcx` are both
+    /// classifiers; its Rust builder wrote `tracepoint` for `tp_btf`).
+    pub fn agrees_with_label(self, section_name: &str, label: &str) -> bool {
+        let norm = label.trim().to_ascii_lowercase().replace('-', "_");
+        if norm == self.label(section_name) || norm == self.program_type().name() {
+            return true;
+        }
+        let Ok(labelled) = norm.parse::<ProgramType>() else {
+            return false;
+        };
+        let family = |t: ProgramType| match t {
+            ProgramType::Tcx => ProgramType::Tc,
+            t => t,
+        };
+        // A fine name ("kprobe") must name this very kind, checked above.
+        let fine = matches!(
+            norm.as_str(),
+            "kprobe" | "kretprobe" | "uprobe" | "uretprobe" | "fentry" | "fexit"
+        );
+        let same_family = family(labelled) == family(self.program_type()) && !fine;
+        same_family || (self == K::TpBtf && labelled == ProgramType::Tracepoint)
     }
 }
 
@@ -438,6 +538,73 @@ mod tests {
         assert_eq!(kind("xdp/"), None);
         assert_eq!(kind(".text"), None);
         assert_eq!(kind("license"), None);
+    }
+
+    #[test]
+    fn aya_style_sections_are_programs() {
+        for (name, want) in [
+            ("xdp/my_prog", K::Xdp),
+            ("xdp.frags/my_prog", K::XdpFrags),
+            ("sk_msg/redirect", K::SkMsg),
+            ("sockops/counter", K::SockOps),
+            ("cgroup/sock/mine", K::CgroupSock),
+        ] {
+            let p = ProgramSection::parse(name).expect(name);
+            assert_eq!(
+                (p.kind, p.aya_style, p.target),
+                (want, true, None),
+                "{name}"
+            );
+        }
+        // What libbpf knows is read as libbpf reads it.
+        let p = ProgramSection::parse("kprobe/do_sys_open").expect("libbpf");
+        assert!(!p.aya_style);
+        assert_eq!(p.target.as_deref(), Some("do_sys_open"));
+        assert_eq!(
+            ProgramSection::parse("xdp/devmap").map(|p| p.kind),
+            Some(K::XdpDevmap)
+        );
+        for unknown in ["xdp/", "warp/drive", "cgroup/bogus/x", "cgroup/sock/"] {
+            assert_eq!(ProgramSection::parse(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn labels_as_upstream_spells_them() {
+        for (section, want) in [
+            ("xdp", "xdp"),
+            ("xdp/my_prog", "xdp"),
+            ("tc", "tc"),
+            ("classifier/x", "tc"),
+            ("tc/ingress", "tc"),
+            ("tcx/egress", "tcx"),
+            ("tracepoint/a/b", "tracepoint"),
+            ("tp/a/b", "tracepoint"),
+            ("kprobe/f", "kprobe"),
+            ("kretprobe/f", "kretprobe"),
+            ("ksyscall/openat", "kprobe"),
+            ("uprobe/bin:f", "uprobe"),
+            ("uretprobe/bin:f", "uretprobe"),
+            ("fentry/f", "fentry"),
+            ("fexit/f", "fexit"),
+            ("lsm/file_open", "lsm"),
+            ("tp_btf/sched_switch", "tracing"),
+            ("socket", "socket_filter"),
+        ] {
+            let p = ProgramSection::parse(section).expect(section);
+            assert_eq!(p.kind.label(section), want, "{section}");
+            assert!(p.kind.agrees_with_label(section, want), "{section}");
+        }
+        // What upstream's tools wrote for the same sections agrees too.
+        assert!(K::TcxIngress.agrees_with_label("tcx/ingress", "tc"));
+        assert!(K::Tc.agrees_with_label("tc", "tcx"));
+        assert!(K::TpBtf.agrees_with_label("tp_btf/x", "tracepoint"));
+        assert!(K::Kretprobe.agrees_with_label("kretprobe/f", "probe"));
+        assert!(K::Fentry.agrees_with_label("fentry/f", "tracing"));
+        // What disagrees does not.
+        assert!(!K::Kretprobe.agrees_with_label("kretprobe/f", "kprobe"));
+        assert!(!K::Xdp.agrees_with_label("xdp", "tc"));
+        assert!(!K::Xdp.agrees_with_label("xdp", "warp"));
     }
 
     #[test]

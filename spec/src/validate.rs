@@ -7,11 +7,10 @@ use std::collections::BTreeSet;
 use crate::arch::{Arch, Endianness, UnknownArch};
 use crate::digest::Digest;
 use crate::elf::{ElfError, ObjectInfo, inspect};
-use crate::labels::{ImageMetadata, LabelError, LabelFormat};
+use crate::labels::{ImageMetadata, LabelFormat};
 use crate::layer::{LayerError, read_layer};
 use crate::media;
 use crate::oci::{Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform};
-use crate::program::ProgramType;
 
 /// The largest manifest, index or config we parse (the distribution spec's
 /// recommended manifest limit).
@@ -28,6 +27,10 @@ pub struct ValidImage {
     pub file_name: String,
     pub object: Vec<u8>,
     pub object_info: ObjectInfo,
+    /// What is odd about the image but does not stop it from loading, for
+    /// the reader to see: labels that differ from the object, programs in
+    /// unknown sections, an untidy layer.
+    pub warnings: Vec<String>,
 }
 
 /// Why an image is not a valid bytecode image.
@@ -75,8 +78,6 @@ pub enum ValidationError {
     DiffId { expected: Digest, found: Digest },
     #[error("the layer")]
     Layer(#[source] LayerError),
-    #[error("the image labels")]
-    Labels(#[source] LabelError),
     #[error("the object '{file}' in the layer")]
     Object {
         file: String,
@@ -93,20 +94,16 @@ pub enum ValidationError {
         found: Endianness,
         target: &'static str,
     },
-    #[error("the labels list program '{program}', which the object does not define")]
+    #[error(
+        "the labels list program '{program}', which the object does not define; the image does not hold what it says"
+    )]
     ProgramMissing { program: String },
-    #[error("the labels say program '{program}' is {labelled}, but its section makes it {actual}")]
-    ProgramType {
-        program: String,
-        labelled: ProgramType,
-        actual: ProgramType,
-    },
     #[error("the index has no manifests")]
     EmptyIndex,
-    #[error("index entry {digest} has no platform")]
-    MissingPlatform { digest: Digest },
-    #[error("the index has two manifests for {platform}")]
-    DuplicatePlatform { platform: String },
+    #[error(
+        "the index lists no bytecode image ({skipped} entries skipped: attestations, other platforms)"
+    )]
+    NoImages { skipped: usize },
 }
 
 /// Checks that `bytes` are what `desc` describes.
@@ -204,8 +201,47 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, ValidationError> {
     Ok(manifest)
 }
 
-/// Parses and checks an index: media type, and one linux manifest per platform.
-pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex, ValidationError> {
+/// The annotation docker buildx puts on the attestation manifests it adds
+/// to an index (with platform `unknown/unknown`).
+pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+
+/// An index, read leniently: the entries that are bytecode images, in the
+/// order the index lists them, and what was passed over.
+#[derive(Debug, Clone)]
+pub struct IndexView {
+    pub index: ImageIndex,
+    /// Entries to read as images. Entries without a platform are here (as
+    /// images they stand on their own) but no host picks them.
+    pub images: Vec<Descriptor>,
+    /// Attestations and other artifacts: not images, silently passed over.
+    pub artifacts: Vec<Descriptor>,
+    /// What a reader should be told: entries without a platform, not for
+    /// linux, for an unknown architecture, or for a platform seen before.
+    pub warnings: Vec<String>,
+}
+
+/// Whether an index entry is an attestation or another artifact rather
+/// than an image: buildx's attestation manifests (platform
+/// `unknown/unknown`, `vnd.docker.reference.type`), or an OCI artifact
+/// (`artifactType` on the descriptor).
+pub fn is_artifact_entry(d: &Descriptor) -> bool {
+    d.annotations.contains_key(ANNOTATION_REFERENCE_TYPE)
+        || d.artifact_type.is_some()
+        || d.platform
+            .as_ref()
+            .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+}
+
+/// Whether a manifest is an artifact (it names a `subject` or an
+/// `artifactType`), as newer buildkit writes attestations.
+pub fn is_artifact_manifest(m: &ImageManifest) -> bool {
+    m.subject.is_some() || m.artifact_type.is_some()
+}
+
+/// Parses an index and sorts its entries: the bytecode images (first
+/// entry per platform, as upstream bpfman picks), the artifacts, and what
+/// is odd. Refused only when it is not an index or lists no image.
+pub fn parse_index(bytes: &[u8]) -> Result<IndexView, ValidationError> {
     let index: ImageIndex = parse_doc("the index", bytes)?;
     check_header(
         "the index",
@@ -218,27 +254,63 @@ pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex, ValidationError> {
         return Err(ValidationError::EmptyIndex);
     }
     let mut seen = BTreeSet::new();
+    let mut images = Vec::new();
+    let mut artifacts = Vec::new();
+    let mut warnings = Vec::new();
     for m in &index.manifests {
+        if is_artifact_entry(m) {
+            artifacts.push(m.clone());
+            continue;
+        }
         check_media_type(
             "an index entry",
             &m.media_type,
             media::is_manifest,
             "an image manifest",
         )?;
-        let p = m
-            .platform
-            .as_ref()
-            .ok_or_else(|| ValidationError::MissingPlatform {
-                digest: m.digest.clone(),
-            })?;
-        let arch = platform_arch(p)?;
-        if !seen.insert(arch) {
-            return Err(ValidationError::DuplicatePlatform {
-                platform: platform_string(p),
-            });
+        let Some(p) = m.platform.as_ref() else {
+            warnings.push(format!(
+                "index entry {} has no platform; it is read, but no host picks it",
+                m.digest
+            ));
+            images.push(m.clone());
+            continue;
+        };
+        let skip = match platform_arch(p) {
+            Err(e) => Some(format!("{}", crate::text::printable(&error_chain(&e)))),
+            Ok(arch) if !seen.insert(arch) => Some(format!(
+                "{} is listed again; the first entry is used",
+                platform_string(p)
+            )),
+            Ok(_) => None,
+        };
+        match skip {
+            Some(why) => warnings.push(format!("index entry {} skipped: {why}", m.digest)),
+            None => images.push(m.clone()),
         }
     }
-    Ok(index)
+    if images.is_empty() {
+        return Err(ValidationError::NoImages {
+            skipped: index.manifests.len(),
+        });
+    }
+    Ok(IndexView {
+        index,
+        images,
+        artifacts,
+        warnings,
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 fn platform_arch(p: &Platform) -> Result<Arch, ValidationError> {
@@ -295,8 +367,8 @@ pub fn validate_image(
             found: layer.diff_id,
         });
     }
-    let (metadata, label_format) =
-        ImageMetadata::from_labels(&config.config.labels).map_err(ValidationError::Labels)?;
+    let (metadata, label_format, label_warnings) =
+        ImageMetadata::from_labels(&config.config.labels);
     let object_info = inspect(&layer.object).map_err(|source| ValidationError::Object {
         file: layer.file_name.clone(),
         source,
@@ -311,6 +383,10 @@ pub fn validate_image(
         });
     }
     check_labels_match_object(&metadata, &object_info)?;
+    let mut warnings = layer.warnings;
+    warnings.extend(label_warnings);
+    warnings.extend(metadata.differences(&object_info));
+    warnings.extend(object_info.warnings());
     Ok(ValidImage {
         manifest,
         config,
@@ -320,49 +396,25 @@ pub fn validate_image(
         file_name: layer.file_name,
         object: layer.object,
         object_info,
+        warnings,
     })
 }
 
-/// What is odd about the labels but does not stop the image from
-/// loading (the object is the truth): maps the `io.ebpf.maps` label names
-/// that the object does not define.
-pub fn label_warnings(metadata: &ImageMetadata, object: &ObjectInfo) -> Vec<String> {
-    metadata
-        .maps
-        .keys()
-        .filter(|m| !object.maps.iter().any(|o| &o.name == *m))
-        .map(|m| {
-            format!(
-                "the io.ebpf.maps label names map '{}', which the object does not define; the label is wrong (the object is used as it is)",
-                crate::text::printable(m)
-            )
-        })
-        .collect()
-}
-
-/// Every labelled program must exist in the object with the labelled type.
-/// (Labels may list fewer programs than the object has: older images list
-/// only the entry points they mean to be loaded.)
+/// Every labelled program must exist in the object: an image whose labels
+/// promise a program it lacks does not hold what it says. (Labels may list
+/// fewer programs than the object has: older images list only the entry
+/// points they mean to be loaded; a type that differs is only a warning.)
 pub fn check_labels_match_object(
     metadata: &ImageMetadata,
     object: &ObjectInfo,
 ) -> Result<(), ValidationError> {
-    for (program, &labelled) in &metadata.programs {
-        let found = object
-            .programs
-            .iter()
-            .find(|p| &p.name == program)
-            .ok_or_else(|| ValidationError::ProgramMissing {
-                program: program.clone(),
-            })?;
-        let actual = found.kind().program_type();
-        if actual != labelled {
-            return Err(ValidationError::ProgramType {
-                program: program.clone(),
-                labelled,
-                actual,
-            });
-        }
+    match metadata.programs.keys().find(|name| {
+        !object.programs.iter().any(|p| &p.name == *name)
+            && !object.skipped.iter().any(|p| &p.name == *name)
+    }) {
+        Some(program) => Err(ValidationError::ProgramMissing {
+            program: program.clone(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }

@@ -10,7 +10,6 @@ use bpfman_image_spec::labels::LabelFormat;
 use bpfman_image_spec::layer::{LayerError, build_layer};
 use bpfman_image_spec::media;
 use bpfman_image_spec::oci::{ImageConfig, ImageManifest, Platform, to_canonical_json};
-use bpfman_image_spec::program::ProgramType;
 use bpfman_image_spec::validate::{ValidationError, parse_index, validate_image};
 
 const COUNTER_EL: &[u8] = include_bytes!("../../testdata/bpf/xdp_counter.bpfel.o");
@@ -81,7 +80,8 @@ fn a_built_image_validates() {
     assert_eq!(v.label_format, LabelFormat::V2);
     assert_eq!(v.file_name, "xdp_counter.o");
     assert_eq!(v.object, COUNTER_EL);
-    assert_eq!(v.metadata.programs["xdp_stats"], ProgramType::Xdp);
+    assert_eq!(v.metadata.programs["xdp_stats"], "xdp");
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
     assert_eq!(v.metadata.maps["xdp_stats_map"], "per_cpu_array");
 }
 
@@ -226,14 +226,6 @@ broken!(
     ValidationError::RootFs
 );
 broken!(
-    no_labels,
-    |p| {
-        p.config.config.labels.clear();
-        p
-    },
-    ValidationError::Labels(_)
-);
-broken!(
     labelled_program_missing,
     |p| {
         p.config
@@ -243,21 +235,6 @@ broken!(
         p
     },
     ValidationError::ProgramMissing { .. }
-);
-broken!(
-    labelled_type_wrong,
-    |p| {
-        p.config
-            .config
-            .labels
-            .insert(media::LABEL_PROGRAMS.into(), r#"{"xdp_stats":"tc"}"#.into());
-        p
-    },
-    ValidationError::ProgramType {
-        labelled: ProgramType::Tc,
-        actual: ProgramType::Xdp,
-        ..
-    }
 );
 broken!(
     object_not_bpf,
@@ -349,7 +326,7 @@ fn index_rules() {
     let (bytes, _) = assemble_index(&[s.clone(), a.clone()], &BTreeMap::new(), 0);
     let index = parse_index(&bytes).expect("valid index");
     let archs: Vec<_> = index
-        .manifests
+        .images
         .iter()
         .map(|d| d.platform.clone().expect("p").architecture)
         .collect();
@@ -361,11 +338,15 @@ fn index_rules() {
     let (again, _) = assemble_index(&[a.clone(), s.clone()], &BTreeMap::new(), 0);
     assert_eq!(bytes, again);
 
+    // A platform listed twice: the first entry is used, with a warning.
     let (dup, _) = assemble_index(&[a.clone(), a.clone()], &BTreeMap::new(), 0);
-    assert!(matches!(
-        parse_index(&dup),
-        Err(ValidationError::DuplicatePlatform { .. })
-    ));
+    let view = parse_index(&dup).expect("lenient");
+    assert_eq!(view.images.len(), 1);
+    assert!(
+        view.warnings[0].contains("listed again"),
+        "{:?}",
+        view.warnings
+    );
 
     let mut no_platform: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
     no_platform["manifests"][0]
@@ -373,14 +354,55 @@ fn index_rules() {
         .expect("obj")
         .remove("platform");
     let no_platform = serde_json::to_vec(&no_platform).expect("json");
-    assert!(matches!(
-        parse_index(&no_platform),
-        Err(ValidationError::MissingPlatform { .. })
-    ));
+    let view = parse_index(&no_platform).expect("lenient");
+    assert_eq!(view.images.len(), 2, "read, though no host picks it");
+    assert!(
+        view.warnings[0].contains("no platform"),
+        "{:?}",
+        view.warnings
+    );
 
     let empty = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
     assert!(matches!(
         parse_index(empty),
         Err(ValidationError::EmptyIndex)
     ));
+}
+
+#[test]
+fn labels_are_information_the_object_is_the_truth() {
+    // No labels at all, empty ones (upstream's Containerfile without build
+    // args), and a type that disagrees: all load, each with its warning.
+    for (labels, warning) in [
+        (vec![], "read from the object"),
+        (
+            vec![(media::LABEL_PROGRAMS, ""), (media::LABEL_MAPS, "")],
+            "read from the object",
+        ),
+        (
+            vec![(media::LABEL_PROGRAMS, r#"{"xdp_stats":"tc"}"#)],
+            "makes it 'xdp'",
+        ),
+        (
+            vec![
+                (media::LABEL_PROGRAMS, r#"{"xdp_stats":"xdp"}"#),
+                (media::LABEL_MAPS, r#"{"xdp_stats_map":"new_kernel_map"}"#),
+            ],
+            "does not know",
+        ),
+    ] {
+        let mut p = Parts::good();
+        p.config.config.labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let (m, c, l) = p.sealed();
+        let v = validate_image(&m, &c, &l, None).expect("valid");
+        assert!(
+            v.warnings.iter().any(|w| w.contains(warning)),
+            "{labels:?}: {:?}",
+            v.warnings
+        );
+        assert_eq!(v.object_info.programs[0].name, "xdp_stats");
+    }
 }

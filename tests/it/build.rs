@@ -186,6 +186,9 @@ fn inspect_reports_programs_maps_platforms_and_labels() {
     }
 }
 
+/// Labels are spelled as upstream bpfman's builder spells them
+/// (`platform/ebpf/convert.go` `inferProgramType`): fine probe and tracing
+/// names, so upstream's loader and ours agree on every image.
 #[test]
 fn every_program_type_is_labelled() {
     let cases = [
@@ -193,17 +196,18 @@ fn every_program_type_is_labelled() {
         ("tc_libbpf", r#"{"tc_count":"tc"}"#),
         ("tc_classifier", r#"{"tc_classify":"tc"}"#),
         ("tracepoint", r#"{"tp_getpid":"tracepoint"}"#),
+        ("tcx", r#"{"tcx_egress":"tcx","tcx_ingress":"tcx"}"#),
         (
             "kprobe",
-            r#"{"kprobe_openat":"probe","kretprobe_openat":"probe"}"#,
+            r#"{"kprobe_openat":"kprobe","kretprobe_openat":"kretprobe"}"#,
         ),
         (
             "uprobe",
-            r#"{"uprobe_count":"probe","uretprobe_count":"probe"}"#,
+            r#"{"uprobe_count":"uprobe","uretprobe_count":"uretprobe"}"#,
         ),
         (
             "fentry",
-            r#"{"fentry_unlinkat":"tracing","fexit_unlinkat":"tracing"}"#,
+            r#"{"fentry_unlinkat":"fentry","fexit_unlinkat":"fexit"}"#,
         ),
         ("legacy_maps", r#"{"xdp_legacy":"xdp"}"#),
     ];

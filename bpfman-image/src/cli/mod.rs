@@ -670,6 +670,15 @@ fn print_report(out: &mut impl Write, r: &Report) -> io::Result<()> {
         ]
     }));
     write_table(out, &rows, "")?;
+    for a in &r.artifacts {
+        writeln!(
+            out,
+            "skipped {a}: an attestation or other artifact, not an image"
+        )?;
+    }
+    for w in &r.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
     for i in &r.images {
         writeln!(out)?;
         writeln!(out, "{}:", i.platform)?;
