@@ -414,8 +414,8 @@ impl<'a, K: Kernel> Chain<'a, K> {
             let link = dir.join(format!("slot{i}"));
             match joining {
                 Some(j) if j.record.id == slot.program => {
-                    let bytes = sections::for_aya(j.object)
-                        .context("cannot rename libbpf sections for aya")?;
+                    let bytes = sections::for_aya(j.object, &[j.record.name.as_str()])
+                        .context("cannot prepare the object for aya")?;
                     let globals = j
                         .record
                         .globals

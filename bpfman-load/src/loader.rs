@@ -178,7 +178,9 @@ impl<K: Kernel> Loader<K> {
             Some(id) => shared_maps(&self.record(id)?, &info)?,
         };
 
-        let bytes = sections::for_aya(object).context("cannot rename libbpf sections for aya")?;
+        let names: Vec<&str> = selected.iter().map(|p| p.name.as_str()).collect();
+        let bytes =
+            sections::for_aya(object, &names).context("cannot prepare the object for aya")?;
         let load_id = self.state.next_load_id()?;
         let maps_dir = self.fs.maps_dir(load_id);
         let mut undo = Undo::new(k);
@@ -582,10 +584,17 @@ fn select<'a>(info: &'a ObjectInfo, names: &[String]) -> Result<Vec<&'a ObjProgr
             .iter()
             .map(|n| {
                 info.programs.iter().find(|p| &p.name == n).ok_or_else(|| {
-                    anyhow!(
-                        "program '{n}' is not in the object; it has: {}",
-                        available()
-                    )
+                    match info.skipped.iter().find(|s| &s.name == n) {
+                        Some(s) => anyhow!(
+                            "program '{n}' is in section '{}', which neither libbpf nor aya knows as a program section, so it cannot be loaded; the object's programs are: {}",
+                            s.section_name,
+                            available()
+                        ),
+                        None => anyhow!(
+                            "program '{n}' is not in the object; it has: {}",
+                            available()
+                        ),
+                    }
                 })
             })
             .collect::<Result<_>>()?

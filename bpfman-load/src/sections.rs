@@ -13,6 +13,13 @@
 //! tables move to the end of the file, and their headers point there), and
 //! `.BTF.ext` is re-pointed at the new strings, so line info in the
 //! verifier's log and CO-RE relocations survive the rename.
+//!
+//! aya also refuses a whole object for one program section it cannot
+//! parse (`ksyscall`, `usdt`, aya's own old `xdp/<name>` ...). Such a
+//! section is renamed when a name aya takes means the same (`xdp/<name>`
+//! becomes `xdp`), and otherwise, when it holds none of the programs being
+//! loaded, hidden from aya (its executable flag cleared in memory), so the
+//! object's other programs still load.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -31,9 +38,17 @@ pub enum RewriteError {
     Btf(&'static str),
     #[error("the .BTF.ext section is malformed: {0}")]
     BtfExt(&'static str),
+    #[error(
+        "program '{program}' is in section '{section}', which the loader (aya) cannot load; rebuild it with a libbpf section name"
+    )]
+    Unloadable { program: String, section: String },
+    #[error(
+        "programs {programs} are in sections that all load as '{name}'; load them one at a time"
+    )]
+    Collision { programs: String, name: String },
 }
 
-/// The name aya knows for a libbpf section name, when it needs one.
+/// The name aya knows for a section name, when it needs one.
 pub fn aya_name(section: &str) -> Option<String> {
     let parsed = ProgramSection::parse(section)?;
     match parsed.kind {
@@ -42,8 +57,16 @@ pub fn aya_name(section: &str) -> Option<String> {
         {
             Some(format!("classifier/{section}"))
         }
+        // aya once wrote `xdp/<name>`; it now takes only `xdp`.
+        SectionKind::Xdp if parsed.aya_style => Some("xdp".into()),
+        SectionKind::XdpFrags if parsed.aya_style => Some("xdp.frags".into()),
         _ => None,
     }
+}
+
+/// Whether aya 0.14 parses `section` as a program section.
+fn aya_parses(section: &str) -> bool {
+    section.parse::<aya_obj::ProgramSection>().is_ok()
 }
 
 #[derive(Clone, Copy)]
@@ -102,6 +125,8 @@ impl Endian {
 }
 
 const SH_NAME: usize = 0;
+const SH_FLAGS: usize = 8;
+const SHF_EXECINSTR: u64 = 0x4;
 const SH_OFFSET: usize = 24;
 const SH_SIZE: usize = 32;
 const BTF_MAGIC: u16 = 0xeb9f;
@@ -109,6 +134,7 @@ const BTF_MAGIC: u16 = 0xeb9f;
 struct Section {
     header: usize,
     name: String,
+    flags: u64,
     offset: usize,
     size: usize,
 }
@@ -133,22 +159,24 @@ fn sections(elf: &[u8], e: Endian) -> Result<(Vec<Section>, usize), RewriteError
             Ok((
                 h,
                 e.u32(elf, h + SH_NAME)?,
+                e.u64(elf, h + SH_FLAGS)?,
                 usize::try_from(e.u64(elf, h + SH_OFFSET)?).unwrap_or(usize::MAX),
                 usize::try_from(e.u64(elf, h + SH_SIZE)?).unwrap_or(usize::MAX),
             ))
         })
         .collect::<Result<Vec<_>, RewriteError>>()?;
-    let (_, _, str_off, str_size) = raw[shstrndx];
+    let (_, _, _, str_off, str_size) = raw[shstrndx];
     let strtab = elf
         .get(str_off..str_off.saturating_add(str_size))
         .ok_or(RewriteError::OutOfBounds("section name table"))?;
     let sections = raw
         .into_iter()
-        .map(|(header, name_off, offset, size)| Section {
+        .map(|(header, name_off, flags, offset, size)| Section {
             header,
             name: cstr(strtab, name_off as usize)
                 .unwrap_or_default()
                 .to_string(),
+            flags,
             offset,
             size,
         })
@@ -166,22 +194,134 @@ fn relocate(out: &mut Vec<u8>, e: Endian, header: usize, data: &[u8]) {
     e.put_u64(out, header + SH_SIZE, data.len() as u64);
 }
 
-/// Returns the object with every libbpf section name aya does not know
-/// renamed, or the bytes untouched when there is nothing to rename.
-pub fn for_aya(elf: &[u8]) -> Result<Cow<'_, [u8]>, RewriteError> {
+/// What becomes of the program sections aya cannot take as they are.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Old name -> the name aya knows.
+    renames: BTreeMap<String, String>,
+    /// Sections aya is not to see.
+    hidden: Vec<String>,
+    /// Renamed sections that share their new name with another: their
+    /// `.BTF.ext` records keep the old name, since aya keys those records
+    /// by section name and would hand one section's to the other. Their
+    /// programs load without BTF function and line info.
+    btf_unrenamed: Vec<String>,
+}
+
+/// Decides, for each executable section, whether aya takes it as it is,
+/// under another name, or not at all. `wanted` are the functions about to
+/// be loaded: their sections must reach aya.
+fn plan(elf: &[u8], sections: &[Section], wanted: &[&str]) -> Result<Plan, RewriteError> {
+    // Which functions each section holds, by the spec's reading (programs
+    // and skipped functions alike); an object it cannot read is left to
+    // aya to report.
+    let mut functions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    if let Ok(info) = bpfman_image_spec::elf::inspect(elf) {
+        let all = info
+            .programs
+            .iter()
+            .map(|p| (&p.section_name, &p.name))
+            .chain(info.skipped.iter().map(|p| (&p.section_name, &p.name)));
+        for (section, name) in all {
+            if let Some(s) = sections.iter().find(|s| &s.name == section) {
+                functions.entry(&s.name).or_default().push(name.clone());
+            }
+        }
+    }
+    let wanted_in = |section: &str| -> Vec<String> {
+        functions
+            .get(section)
+            .map(|f| {
+                f.iter()
+                    .filter(|n| wanted.contains(&n.as_str()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut plan = Plan::default();
+    // Final name -> the sections that would carry it.
+    let mut finals: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for s in sections {
+        let executable = s.flags & SHF_EXECINSTR != 0;
+        if !executable || s.name.starts_with(".text") || s.size == 0 {
+            continue;
+        }
+        let new = aya_name(&s.name);
+        let final_name = match (&new, aya_parses(&s.name)) {
+            (Some(new), _) => new.clone(),
+            (None, true) => s.name.clone(),
+            (None, false) => {
+                if let Some(program) = wanted_in(&s.name).into_iter().next() {
+                    return Err(RewriteError::Unloadable {
+                        program,
+                        section: s.name.clone(),
+                    });
+                }
+                plan.hidden.push(s.name.clone());
+                continue;
+            }
+        };
+        if let Some(new) = new {
+            plan.renames.insert(s.name.clone(), new);
+        }
+        finals.entry(final_name).or_default().push(&s.name);
+    }
+    // Two sections under one name would confuse aya's per-section BTF
+    // records. Sections that are all renamed (aya-style `xdp/<a>`,
+    // `xdp/<b>`) keep their records under the old names; a section that
+    // has the name already keeps it, and renamed ones not wanted are hidden.
+    for (name, group) in finals.into_iter().filter(|(_, g)| g.len() > 1) {
+        if group.iter().all(|s| plan.renames.contains_key(*s)) {
+            plan.btf_unrenamed
+                .extend(group.iter().map(|s| (*s).to_string()));
+            continue;
+        }
+        let keep: Vec<&str> = group
+            .iter()
+            .copied()
+            .filter(|s| !plan.renames.contains_key(*s) || !wanted_in(s).is_empty())
+            .collect();
+        if keep.len() > 1 {
+            let programs: Vec<String> = keep.iter().flat_map(|s| wanted_in(s)).collect();
+            return Err(RewriteError::Collision {
+                programs: programs.join(", "),
+                name,
+            });
+        }
+        for s in group.into_iter().filter(|s| !keep.contains(s)) {
+            plan.renames.remove(s);
+            plan.hidden.push(s.to_string());
+        }
+    }
+    Ok(plan)
+}
+
+/// Returns the object as aya can take it: libbpf and aya-style section
+/// names aya does not know renamed, program sections it cannot load and
+/// `wanted` does not need hidden; or the bytes untouched when nothing
+/// needs changing. `wanted` names the programs about to be loaded.
+pub fn for_aya<'a>(elf: &'a [u8], wanted: &[&str]) -> Result<Cow<'a, [u8]>, RewriteError> {
     if elf.get(..4) != Some(b"\x7fELF") || elf.get(4) != Some(&2) {
         return Err(RewriteError::NotElf64);
     }
     let e = Endian(elf.get(5) == Some(&2));
     let (sections, shstrndx) = sections(elf, e)?;
-    let renames: BTreeMap<String, String> = sections
-        .iter()
-        .filter_map(|s| aya_name(&s.name).map(|new| (s.name.clone(), new)))
-        .collect();
-    if renames.is_empty() {
+    let Plan {
+        renames,
+        hidden,
+        btf_unrenamed,
+    } = plan(elf, &sections, wanted)?;
+    if renames.is_empty() && hidden.is_empty() {
         return Ok(Cow::Borrowed(elf));
     }
     let mut out = elf.to_vec();
+    for s in sections.iter().filter(|s| hidden.contains(&s.name)) {
+        e.put_u64(&mut out, s.header + SH_FLAGS, s.flags & !SHF_EXECINSTR);
+    }
+    if renames.is_empty() {
+        return Ok(Cow::Owned(out));
+    }
 
     // The section header string table: old names stay (other sections may
     // share their suffixes), new ones are appended.
@@ -205,7 +345,12 @@ pub fn for_aya(elf: &[u8]) -> Result<Cow<'_, [u8]>, RewriteError> {
         let btf_data = elf
             .get(btf.offset..btf.offset + btf.size)
             .ok_or(RewriteError::OutOfBounds(".BTF"))?;
-        let (grown, btf_offsets) = grow_btf_strings(btf_data, e, &renames)?;
+        let btf_renames: BTreeMap<String, String> = renames
+            .iter()
+            .filter(|(old, _)| !btf_unrenamed.contains(old))
+            .map(|(o, n)| (o.clone(), n.clone()))
+            .collect();
+        let (grown, btf_offsets) = grow_btf_strings(btf_data, e, &btf_renames)?;
         relocate(&mut out, e, btf.header, &grown);
         let ext_range = ext.offset..ext.offset + ext.size;
         if out.get(ext_range.clone()).is_none() {
@@ -320,7 +465,7 @@ mod tests {
 
     #[test]
     fn non_elf_is_refused() {
-        assert_eq!(for_aya(b"not an elf"), Err(RewriteError::NotElf64));
+        assert_eq!(for_aya(b"not an elf", &[]), Err(RewriteError::NotElf64));
     }
 }
 
@@ -353,7 +498,14 @@ mod objects {
                 Object::parse(&raw).is_err(),
                 "{name}: aya learnt libbpf names; drop the rewrite"
             );
-            let fixed = for_aya(&raw).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let all: Vec<String> = bpfman_image_spec::elf::inspect(&raw)
+                .expect("inspect")
+                .programs
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            let fixed = for_aya(&raw, &all).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(matches!(fixed, Cow::Owned(_)), "{name}");
             let after = bpfman_image_spec::elf::inspect(&fixed).expect("inspect");
             assert!(
@@ -398,6 +550,29 @@ mod objects {
     }
 
     #[test]
+    fn aya_style_sections_load_and_unknown_ones_are_hidden() {
+        let raw = object("aya_style.bpfel.o");
+        assert!(Object::parse(&raw).is_err(), "aya learnt xdp/<name>");
+        for wanted in [&["aya_count", "aya_drop"][..], &["aya_drop"][..], &[][..]] {
+            let fixed = for_aya(&raw, wanted).unwrap_or_else(|e| panic!("{wanted:?}: {e}"));
+            let obj = Object::parse(&fixed).unwrap_or_else(|e| panic!("{wanted:?}: {e}"));
+            let mut names: Vec<&String> = obj.programs.keys().collect();
+            names.sort();
+            assert_eq!(names, ["aya_count", "aya_drop"], "{wanted:?}");
+            for p in obj.programs.values() {
+                assert!(matches!(p.section, Aya::Xdp { frags: false, .. }));
+            }
+        }
+        assert_eq!(
+            for_aya(&raw, &["stray"]),
+            Err(RewriteError::Unloadable {
+                program: "stray".into(),
+                section: "warp/drive".into()
+            })
+        );
+    }
+
+    #[test]
     fn objects_aya_knows_are_passed_through() {
         for name in [
             "xdp_pass.bpfel.o",
@@ -405,7 +580,7 @@ mod objects {
             "tc_classifier.bpfel.o",
         ] {
             let raw = object(name);
-            assert!(matches!(for_aya(&raw), Ok(Cow::Borrowed(_))), "{name}");
+            assert!(matches!(for_aya(&raw, &[]), Ok(Cow::Borrowed(_))), "{name}");
         }
     }
 }

@@ -16,4 +16,5 @@ mod mirrors;
 mod registry;
 mod registry_harness;
 mod signing;
+mod upstream;
 mod vm;
