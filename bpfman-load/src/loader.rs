@@ -170,6 +170,7 @@ impl<K: Kernel> Loader<K> {
                 SectionKind::Fentry | SectionKind::Fexit => {
                     tracing_hook::can_load(k, p.section.kind, &p.name)?
                 }
+                SectionKind::Lsm => crate::attach::lsm::can_load(k, &p.name)?,
                 _ => {}
             }
         }
@@ -605,7 +606,7 @@ fn select<'a>(info: &'a ObjectInfo, names: &[String]) -> Result<Vec<&'a ObjProgr
     for p in &selected {
         if !AttachRequest::loadable(p.section.kind) {
             bail!(
-                "program '{}' is a {} program (section '{}'), which bpfman-load cannot load yet; it loads xdp, tc/tcx, tracepoint, kprobe, uprobe, fentry and fexit programs",
+                "program '{}' is a {} program (section '{}'), which bpfman-load cannot load yet; it loads xdp, tc/tcx, tracepoint, kprobe, uprobe, fentry, fexit and lsm programs",
                 p.name,
                 kind_name(p.section.kind),
                 p.section_name

@@ -210,6 +210,8 @@ fn every_program_type_is_labelled() {
             r#"{"fentry_unlinkat":"fentry","fexit_unlinkat":"fexit"}"#,
         ),
         ("legacy_maps", r#"{"xdp_legacy":"xdp"}"#),
+        ("lsm", r#"{"lsm_file_open":"lsm"}"#),
+        ("aya_style", r#"{"aya_count":"xdp","aya_drop":"xdp"}"#),
     ];
     let dir = TempDir::new().expect("tmp");
     for (name, programs) in cases {

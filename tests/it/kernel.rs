@@ -659,6 +659,25 @@ fn kprobe_and_fentry_load_or_say_plainly_why_not() {
         );
     }
     host.assert_clean();
+
+    // BPF LSM: runs where the kernel has it active; here (lockdown, no
+    // bpf in lsm=) it is refused with what it takes.
+    let lsm = testdata("bpf/lsm.bpfel.o").display().to_string();
+    let out = host.run(&["load", "file", &lsm, "--output", "json"]);
+    if out.status == 0 {
+        let recs: Value = serde_json::from_str(&out.stdout).expect("json");
+        host.attach(&recs[0]["id"], &["lsm"]);
+        host.unload(recs.as_array().expect("records"));
+    } else {
+        assert!(
+            out.stderr.contains("BPF LSM")
+                && out.stderr.contains("lsm=...,bpf")
+                && out.stderr.contains("lockdown"),
+            "{}",
+            out.stderr
+        );
+    }
+    host.assert_clean();
 }
 
 #[test]
@@ -1120,6 +1139,32 @@ fn guest_fentry_and_fexit_fire() {
         host.unload(&recs);
     }
     host.assert_clean();
+}
+
+/// The guest boots with bpf in its lsm= list: an LSM program on
+/// file_open counts the files the test opens, and leaves with its link.
+#[test]
+#[ignore = "guest: runs inside the VM tier (vm::guest_tests_pass_on_linux_*)"]
+fn guest_lsm_program_counts_file_opens() {
+    let Some(host) = guest("guest_lsm_program_counts_file_opens") else {
+        return;
+    };
+    let security = Path::new("/sys/kernel/security");
+    if !security.join("lsm").exists() {
+        let mounted = Command::new("mount")
+            .args(["-t", "securityfs", "securityfs"])
+            .arg(security)
+            .status()
+            .expect("mount");
+        assert!(mounted.success(), "cannot mount securityfs");
+    }
+    let lsms = fs::read_to_string(security.join("lsm")).expect("active LSMs");
+    assert!(lsms.split(',').any(|l| l.trim() == "bpf"), "{lsms}");
+    fires(&host, "lsm.bpfel.o", &["lsm"], 5, || {
+        for _ in 0..5 {
+            fs::read("/proc/version").expect("open");
+        }
+    });
 }
 
 /// The host kernel refuses freplace: attaching through the dispatcher says

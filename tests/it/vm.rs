@@ -193,7 +193,11 @@ pub fn run_guest(line: &str, filter: &str, timeout: Duration) -> GuestRun {
         .arg(vm_dir(line).join("vmlinuz"))
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .args([
+            "-append",
+            // bpf among the LSMs, for the BPF LSM tests.
+            "console=ttyS0 panic=-1 quiet lsm=lockdown,yama,bpf",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -744,8 +744,12 @@ tracepoint = "syscalls/sys_enter_openat"
             "[deployment.a]\nimage = \"x/y:1\"\n[[deployment.a.attach]]\nhook = \"xdp\"\niface = \"e\"\nexclusive = true\npriority = 3\n",
         );
         assert!(e.contains("a.toml:3") && e.contains("priority"), "{e}");
-        let e = err("[deployment.a]\nimage = \"x/y:1\"\n[[deployment.a.attach]]\nhook = \"lsm\"\n");
-        assert!(e.contains("'lsm' is not one of xdp, tc"), "{e}");
+        let e =
+            err("[deployment.a]\nimage = \"x/y:1\"\n[[deployment.a.attach]]\nhook = \"cgroup\"\n");
+        assert!(
+            e.contains("'cgroup' is not one of xdp, tc") && e.contains("lsm"),
+            "{e}"
+        );
         let e = err(
             "[deployment.a]\nimage = \"x/y:1\"\nprograms = [\"p\", \"q\"]\n[[deployment.a.attach]]\nhook = \"tracepoint\"\ntracepoint = \"a/b\"\n",
         );

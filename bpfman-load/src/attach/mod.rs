@@ -19,6 +19,7 @@ use crate::kernel::sys::SysAttach;
 use crate::state::{ProgramRecord, State};
 
 pub mod kprobe;
+pub mod lsm;
 pub mod tc;
 pub mod tcx;
 pub mod tracepoint;
@@ -47,6 +48,9 @@ pub enum AttachRequest {
     Fentry(tracing::TracingRequest),
     /// fexit, at the function its section names.
     Fexit(tracing::TracingRequest),
+    /// BPF LSM, at the security hook its section names (the kernel must
+    /// be booted with bpf in its lsm= list).
+    Lsm(lsm::LsmRequest),
 }
 
 /// Where a link attaches a program, as the state records it.
@@ -60,6 +64,7 @@ pub enum Attachment {
     Uprobe(uprobe::UprobeAttachment),
     Fentry(tracing::TracingAttachment),
     Fexit(tracing::TracingAttachment),
+    Lsm(lsm::LsmAttachment),
     /// A slot of a multi-program dispatcher (the link is the slot's
     /// freplace link, renewed by every change of the chain).
     Dispatcher(SlotAttachment),
@@ -75,6 +80,7 @@ impl fmt::Display for Attachment {
             Self::Uprobe(a) => a.fmt(f),
             Self::Fentry(a) => write!(f, "fentry {}", a.function),
             Self::Fexit(a) => write!(f, "fexit {}", a.function),
+            Self::Lsm(a) => a.fmt(f),
             Self::Dispatcher(a) => a.fmt(f),
         }
     }
@@ -155,7 +161,7 @@ pub enum Route {
 
 /// Whether loading programs of `kind` needs the kernel's BTF.
 pub fn needs_btf(kind: SectionKind) -> bool {
-    tracing::fits(kind)
+    tracing::fits(kind) || lsm::fits(kind)
 }
 
 /// The kernel half of loading one program, by type (run by
@@ -179,6 +185,10 @@ pub(crate) fn sys_load<'a>(
         Program::FExit(x) => {
             let (function, btf) = tracing::load_target(p, btf)?;
             x.load(function, btf)
+        }
+        Program::Lsm(x) => {
+            let (hook, btf) = lsm::load_target(p, btf)?;
+            x.load(hook, btf)
         }
         other => {
             return Err(crate::kernel::KernelError::call(
@@ -209,6 +219,7 @@ impl AttachRequest {
             Self::Kprobe(_) => "kprobe",
             Self::Uprobe(_) => "uprobe",
             Self::Fentry(_) | Self::Fexit(_) => "fentry/fexit",
+            Self::Lsm(_) => "lsm",
         }
     }
 
@@ -222,6 +233,7 @@ impl AttachRequest {
             Self::Kprobe(_) => kprobe::fits(kind),
             Self::Uprobe(_) => uprobe::fits(kind),
             Self::Fentry(_) | Self::Fexit(_) => tracing::fits(kind),
+            Self::Lsm(_) => lsm::fits(kind),
         }
     }
 
@@ -234,6 +246,7 @@ impl AttachRequest {
             || kprobe::fits(kind)
             || uprobe::fits(kind)
             || tracing::fits(kind)
+            || lsm::fits(kind)
     }
 
     /// Checks the request against the program and resolves it for the
@@ -258,6 +271,7 @@ impl AttachRequest {
             Self::Kprobe(x) => x.route(cx)?,
             Self::Uprobe(x) => x.route(cx)?,
             Self::Fentry(_) | Self::Fexit(_) => tracing::route(cx),
+            Self::Lsm(_) => lsm::route(cx),
         })
     }
 }

@@ -297,6 +297,9 @@ pub enum Feature {
     XdpLink,
     /// tracepoint, kprobe and uprobe bpf_links.
     PerfLink,
+    /// BPF LSM programs: CONFIG_BPF_LSM, `bpf` in the boot's `lsm=` list,
+    /// and no lockdown.
+    BpfLsm,
 }
 
 impl Feature {
@@ -309,6 +312,7 @@ impl Feature {
             Self::Freplace => "Linux 5.10",
             Self::XdpLink => "Linux 5.9",
             Self::PerfLink => "Linux 5.15",
+            Self::BpfLsm => "Linux 5.7",
         }
     }
 
@@ -321,6 +325,7 @@ impl Feature {
             Self::Freplace => "freplace",
             Self::XdpLink => "XDP bpf_links",
             Self::PerfLink => "perf-event bpf_links",
+            Self::BpfLsm => "BPF LSM",
         }
     }
 
@@ -348,6 +353,9 @@ impl Feature {
             Self::PerfLink => {
                 format!("this kernel ({kernel}) cannot make {subject} links ({since} or later)")
             }
+            Self::BpfLsm => format!(
+                "this kernel ({kernel}) does not run {subject}: BPF LSM programs need CONFIG_BPF_LSM ({since} or later), 'bpf' in the LSMs the kernel was booted with (lsm=...,bpf on its command line; see /sys/kernel/security/lsm), and no kernel lockdown, which refuses them with EPERM as it does fentry. Boot with lsm=...,bpf on a kernel without lockdown."
+            ),
         }
     }
 }

@@ -84,6 +84,7 @@ pub(crate) fn load_error(e: ProgramError, kind: SectionKind, name: &str) -> Kern
             let feature = match kind {
                 SectionKind::Fentry | SectionKind::Fexit => Some(Feature::Tracing),
                 SectionKind::Freplace => Some(Feature::Freplace),
+                SectionKind::Lsm => Some(Feature::BpfLsm),
                 _ => None,
             };
             return match feature {
@@ -92,6 +93,8 @@ pub(crate) fn load_error(e: ProgramError, kind: SectionKind, name: &str) -> Kern
                     kernel: Sys.release(),
                     subject: if feature == Feature::Tracing {
                         format!("{} program '{name}'", tracing_kind(kind))
+                    } else if feature == Feature::BpfLsm {
+                        format!("LSM program '{name}'")
                     } else {
                         format!("'{name}'")
                     },
@@ -385,6 +388,12 @@ impl Kernel for Sys {
                 "/sys/kernel/debug/tracing/kprobe_events",
             ]),
             Feature::KernelBtf => has(&["/sys/kernel/btf/vmlinux"]),
+            // The active LSMs, where securityfs shows them.
+            Feature::BpfLsm => match fs::read_to_string("/sys/kernel/security/lsm") {
+                Ok(list) if list.trim().split(',').any(|l| l == "bpf") => Support::Yes,
+                Ok(list) if !list.trim().is_empty() => Support::No,
+                _ => Support::Unknown,
+            },
             // Lockdown refuses these at load time with nothing to read
             // beforehand; the link types show when they are made.
             Feature::Tracing | Feature::Freplace | Feature::XdpLink | Feature::PerfLink => {
