@@ -1,7 +1,7 @@
 //! Images as upstream bpfman's tooling and the builders it uses lay them
 //! out, written byte for byte by this test code into OCI layouts (and
 //! copied to the real registry), then inspected, verified, pulled and
-//! loaded: XDP programs count real packets on a veth.
+//! loaded: XDP and tcx programs count real packets on a veth.
 //!
 //! Each shape names the upstream file that produces it. Upstream is
 //! github.com/bpfman/bpfman (`Containerfile.bytecode`,
@@ -365,6 +365,22 @@ fn shapes() -> Shapes {
     );
     refs.push(("platform-twice", l.tag("twice", top), "listed again"));
 
+    // A tcx object labelled as upstream's Rust builder labelled it (aya's
+    // SchedClassifier is "tc", `bpfman/src/types.rs`), Docker media types.
+    let tcx_labels = json!({
+        "io.ebpf.programs": r#"{"tcx_egress":"tc","tcx_ingress":"tc"}"#,
+        "io.ebpf.maps": r#"{"tcx_egress_map":"per_cpu_array","tcx_ingress_map":"per_cpu_array"}"#,
+    });
+    let tcx = object("tcx.bpfel.o");
+    let top = image_for(
+        &l,
+        "amd64",
+        &tcx_labels,
+        &[("tcx.o", &tcx)],
+        Flavour::Docker,
+    );
+    refs.push(("rust-builder-tc-labels", l.tag("tcx", top), ""));
+
     // An aya-built object: `xdp/<name>` sections and a stray function in a
     // section no loader knows.
     let aya = object("aya_style.bpfel.o");
@@ -500,23 +516,19 @@ fn every_upstream_shape_loads_and_counts_packets() {
         let recs = recs.as_array().expect("records");
         let rec = recs
             .iter()
-            .find(|r| r["name"] == "xdp_stats" || r["name"] == "aya_count")
+            .find(|r| {
+                ["xdp_stats", "aya_count", "tcx_ingress"]
+                    .contains(&r["name"].as_str().unwrap_or(""))
+            })
             .unwrap_or_else(|| panic!("{name}: {recs:?}"));
-        let map = if rec["name"] == "aya_count" {
-            "aya_count_map"
-        } else {
-            "xdp_stats_map"
+        let (map, hook) = match rec["name"].as_str() {
+            Some("aya_count") => ("aya_count_map", ["xdp", "--exclusive"]),
+            Some("tcx_ingress") => ("tcx_ingress_map", ["tcx", "--direction=ingress"]),
+            _ => ("xdp_stats_map", ["xdp", "--exclusive"]),
         };
         host.attach(
             &rec["id"],
-            &[
-                "xdp",
-                "--exclusive",
-                "--iface",
-                "veth1",
-                "--netns",
-                &ns.name,
-            ],
+            &[hook[0], hook[1], "--iface", "veth1", "--netns", &ns.name],
         );
         assert!(ns.ping(3), "{name}: pings through the program");
         let counted = counter(&Host::map_pin(rec, map));

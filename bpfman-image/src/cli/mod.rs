@@ -335,6 +335,12 @@ fn build(args: BuildArgs) -> Result<()> {
     };
     let sign_annotations = args.sign.annotations()?;
     let built = builder::build(&opts)?;
+    // What will not load from the image: said even with --quiet.
+    for img in &built.images {
+        for w in img.info.warnings() {
+            eprintln!("warning: linux/{}: {w}", img.arch);
+        }
+    }
     let rt = runtime()?;
     let sign_with = key.as_ref().map(|key| ops::SignWith {
         key,
