@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Attachment, Context, Route, Target};
 use crate::kernel::sys::{SysAttach, call_err};
-use crate::kernel::{Feature, Kernel, KernelError, ProgramSpec, require};
+use crate::kernel::{Feature, Kernel, KernelError, require};
 
 /// LSM programs take no arguments: the section names the hook.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -43,27 +43,6 @@ pub fn can_load<K: Kernel>(k: &K, name: &str) -> Result<(), KernelError> {
         format!("cannot load LSM program '{name}'")
     })?;
     require(k, Feature::BpfLsm, || format!("LSM program '{name}'"))
-}
-
-/// The hook the section names, and the kernel's BTF.
-pub(super) fn load_target<'a>(
-    p: &ProgramSpec<'a>,
-    btf: Option<&'a aya::Btf>,
-) -> Result<(&'a str, &'a aya::Btf), KernelError> {
-    let hook = p.target.ok_or_else(|| {
-        KernelError::call(
-            "load program",
-            format!("'{}'", p.name),
-            format!(
-                "section '{}' does not name the LSM hook; write SEC(\"lsm/<hook>\"), e.g. lsm/file_open",
-                p.section
-            ),
-        )
-    })?;
-    let btf = btf.ok_or_else(|| {
-        KernelError::call("load program", format!("'{}'", p.name), "no kernel BTF")
-    })?;
-    Ok((hook, btf))
 }
 
 pub(super) fn route<K: Kernel>(cx: &Context<'_, K>) -> Route {

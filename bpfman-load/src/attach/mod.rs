@@ -164,6 +164,32 @@ pub fn needs_btf(kind: SectionKind) -> bool {
     tracing::fits(kind) || lsm::fits(kind)
 }
 
+/// What loading a BTF-attached program (fentry, fexit, LSM) takes: the
+/// kernel symbol its section names, and the kernel's BTF. `hint` says how
+/// the section should read (`SEC("lsm/<hook>")`).
+pub(super) fn btf_target<'a>(
+    p: &crate::kernel::ProgramSpec<'a>,
+    btf: Option<&'a aya::Btf>,
+    names: &str,
+    hint: &str,
+) -> Result<(&'a str, &'a aya::Btf), crate::kernel::KernelError> {
+    use crate::kernel::KernelError;
+    let target = p.target.ok_or_else(|| {
+        KernelError::call(
+            "load program",
+            format!("'{}'", p.name),
+            format!(
+                "section '{}' does not name the {names}; write {hint}",
+                p.section
+            ),
+        )
+    })?;
+    let btf = btf.ok_or_else(|| {
+        KernelError::call("load program", format!("'{}'", p.name), "no kernel BTF")
+    })?;
+    Ok((target, btf))
+}
+
 /// The kernel half of loading one program, by type (run by
 /// [`crate::kernel::Sys`]): the load call each hook's programs need.
 pub(crate) fn sys_load<'a>(
@@ -187,7 +213,12 @@ pub(crate) fn sys_load<'a>(
             x.load(function, btf)
         }
         Program::Lsm(x) => {
-            let (hook, btf) = lsm::load_target(p, btf)?;
+            let (hook, btf) = btf_target(
+                p,
+                btf,
+                "LSM hook",
+                "SEC(\"lsm/<hook>\"), e.g. lsm/file_open",
+            )?;
             x.load(hook, btf)
         }
         other => {

@@ -45,20 +45,12 @@ pub(super) fn load_target<'a>(
     btf: Option<&'a aya::Btf>,
 ) -> Result<(&'a str, &'a aya::Btf), KernelError> {
     let kind = tracing_kind(p.kind);
-    let target = p.target.ok_or_else(|| {
-        KernelError::call(
-            "load program",
-            format!("'{}'", p.name),
-            format!(
-                "section '{}' does not name the kernel function to trace; write SEC(\"{kind}/<function>\")",
-                p.section
-            ),
-        )
-    })?;
-    let btf = btf.ok_or_else(|| {
-        KernelError::call("load program", format!("'{}'", p.name), "no kernel BTF")
-    })?;
-    Ok((target, btf))
+    super::btf_target(
+        p,
+        btf,
+        "kernel function to trace",
+        &format!("SEC(\"{kind}/<function>\")"),
+    )
 }
 
 pub(super) fn route<K: Kernel>(cx: &Context<'_, K>) -> Route {
