@@ -12,9 +12,15 @@ needs() {
 # registry if one was started, on exit.
 work=$(mktemp -d)
 reg_pid=
+# Never fails: under set -e a failing command here (wait reports the
+# registry's SIGTERM as 143) would become the script's exit status after
+# it measured what it set out to.
 cleanup() {
-	[ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
-	rm -rf "$work"
+	if [ -n "$reg_pid" ]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work" || true
 }
 trap cleanup EXIT
 

@@ -1,6 +1,7 @@
-//! An in-process adversarial registry: serves one image read-only over plain
-//! HTTP on 127.0.0.1, misbehaving in one chosen way. Only for fault
-//! injection; everything else runs against the real `docker-registry`.
+//! An in-process adversarial registry: serves one image over plain HTTP on
+//! 127.0.0.1 and takes uploads (blob sessions and manifests) in repository
+//! `test/img`, misbehaving in one chosen way. Only for fault injection;
+//! everything else runs against the real `docker-registry`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -33,7 +34,14 @@ pub enum Fault {
     ServerErrorAlways,
     /// Manifest requests are accepted but never answered.
     Stall,
+    /// Uploads only in chunks: a PATCH over 8 MiB gets 416 and a
+    /// monolithic PUT (a body on the closing PUT) gets 400, as some
+    /// registries and proxies do; `OCI-Chunk-Min-Length` asks for 1 MiB.
+    ChunksOnly,
 }
+
+/// The largest PATCH [`Fault::ChunksOnly`] takes.
+pub const CHUNKS_ONLY_MAX: usize = 8 << 20;
 
 /// A running fake registry; stops when dropped.
 #[derive(Debug)]
@@ -43,6 +51,8 @@ pub struct FakeRegistry {
     pub manifest_requests: Arc<AtomicUsize>,
     /// Every request line's path, in order.
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// Every request as `METHOD path (body bytes)`, in order.
+    pub calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for FakeRegistry {
@@ -60,9 +70,23 @@ struct State {
     layer: String,
     manifest_requests: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<String>>>,
+    calls: Arc<Mutex<Vec<String>>>,
+    /// Open upload sessions: id -> bytes so far.
+    uploads: HashMap<String, Vec<u8>>,
 }
 
 impl FakeRegistry {
+    /// The calls with this method whose path contains `path`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        let prefix = format!("{method} ");
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|c| c.starts_with(&prefix) && c.contains(path))
+            .count()
+    }
+
     /// Serves `manifest` (under `tag` and its digest) and `blobs` in
     /// repository `test/img`. `layer` is the digest the blob faults hit.
     pub fn start(
@@ -109,12 +133,15 @@ impl FakeRegistry {
         }
         let manifest_requests = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(Mutex::new(State {
             fault,
             content,
             layer: format!("blobs/{layer}"),
             manifest_requests: manifest_requests.clone(),
             requests: requests.clone(),
+            calls: calls.clone(),
+            uploads: HashMap::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -135,6 +162,7 @@ impl FakeRegistry {
             stop,
             manifest_requests,
             requests,
+            calls,
         }
     }
 }
@@ -148,16 +176,34 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     }
     let mut line = String::new();
     reader.read_line(&mut line)?;
+    let mut length = 0usize;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" {
             break;
         }
+        if let Some((name, value)) = h.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
     }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
+    let mut body = vec![0u8; length];
+    std::io::Read::read_exact(&mut reader, &mut body)?;
     let mut out = conn;
+    state
+        .lock()
+        .expect("lock")
+        .calls
+        .lock()
+        .expect("lock")
+        .push(format!("{method} {path} ({length} bytes)"));
+    if matches!(method.as_str(), "POST" | "PATCH" | "PUT") {
+        return write(&mut out, state, &method, &path, body);
+    }
     let (fault, found, layer, counter) = {
         let st = state.lock().expect("lock");
         st.requests.lock().expect("lock").push(path.clone());
@@ -229,6 +275,104 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
     }
     respond(&mut out, 200, &media_type, &body, &method)
+}
+
+/// Uploads: `POST blobs/uploads/` opens a session, `PATCH` appends,
+/// `PUT ?digest=` closes it (checking the digest); `PUT manifests/<ref>`
+/// stores a document.
+fn write(
+    out: &mut TcpStream,
+    state: &Mutex<State>,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> std::io::Result<()> {
+    let mut st = state.lock().expect("lock");
+    let chunks_only = st.fault == Fault::ChunksOnly;
+    let Some(rest) = path.strip_prefix("/v2/test/img/") else {
+        return respond(out, 404, "application/json", b"{}", method);
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let err =
+        |code: &str| format!("{{\"errors\":[{{\"code\":\"{code}\",\"message\":\"{code}\"}}]}}");
+    match (method, rest.strip_prefix("blobs/uploads/")) {
+        ("POST", Some("")) => {
+            let id = format!("s{}", st.uploads.len() + 1);
+            st.uploads.insert(id.clone(), Vec::new());
+            let mut headers = vec![
+                ("Location", format!("/v2/test/img/blobs/uploads/{id}")),
+                ("Range", "0-0".to_string()),
+            ];
+            if chunks_only {
+                headers.push(("OCI-Chunk-Min-Length", (1 << 20).to_string()));
+            }
+            respond_with(out, 202, &headers, b"")
+        }
+        ("PATCH", Some(id)) if st.uploads.contains_key(id) => {
+            if chunks_only && body.len() > CHUNKS_ONLY_MAX {
+                return respond_with(out, 416, &[], err("BLOB_UPLOAD_INVALID").as_bytes());
+            }
+            let buf = st.uploads.get_mut(id).expect("session");
+            buf.extend_from_slice(&body);
+            let range = format!("0-{}", buf.len().saturating_sub(1));
+            let location = format!("/v2/test/img/blobs/uploads/{id}");
+            respond_with(out, 202, &[("Location", location), ("Range", range)], b"")
+        }
+        ("PUT", Some(id)) if st.uploads.contains_key(id) => {
+            if chunks_only && !body.is_empty() {
+                return respond_with(out, 400, &[], err("BLOB_UPLOAD_INVALID").as_bytes());
+            }
+            let mut data = st.uploads.remove(id).expect("session");
+            data.extend_from_slice(&body);
+            let digest = crate::registry::sha256(&data);
+            if query.strip_prefix("digest=") != Some(digest.as_str()) {
+                return respond_with(out, 400, &[], err("DIGEST_INVALID").as_bytes());
+            }
+            st.content.insert(
+                format!("blobs/{digest}"),
+                ("application/octet-stream".into(), data),
+            );
+            let location = format!("/v2/test/img/blobs/{digest}");
+            respond_with(
+                out,
+                201,
+                &[("Location", location), ("Docker-Content-Digest", digest)],
+                b"",
+            )
+        }
+        ("PUT", None) if rest.starts_with("manifests/") => {
+            let digest = crate::registry::sha256(&body);
+            let media_type = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            st.content
+                .insert(rest.to_string(), (media_type.clone(), body.clone()));
+            st.content
+                .insert(format!("manifests/{digest}"), (media_type, body));
+            respond_with(out, 201, &[("Docker-Content-Digest", digest)], b"")
+        }
+        _ => respond_with(out, 404, &[], err("BLOB_UPLOAD_UNKNOWN").as_bytes()),
+    }
+}
+
+fn respond_with(
+    out: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nDocker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    out.write_all(body)?;
+    out.flush()
 }
 
 fn respond(

@@ -96,8 +96,11 @@ fn push_pull_round_trip_and_skip_existing_blobs() {
         "second push started uploads:\n{}",
         reg.log()
     );
+    // Small blobs go up in one monolithic PUT each: no PATCH at all.
     let patches = reg.count("PATCH", "/v2/ebpf/xdp-counter/blobs/uploads/");
-    assert_eq!(patches, 4, "PATCH requests");
+    assert_eq!(patches, 0, "PATCH requests:\n{}", reg.log());
+    let puts = reg.count("PUT", "/v2/ebpf/xdp-counter/blobs/uploads/");
+    assert_eq!(puts, 4, "monolithic PUTs:\n{}", reg.log());
     assert!(
         again.stderr.contains("uploaded 0 blobs"),
         "{}",
@@ -768,4 +771,108 @@ fn plain_http_only_for_listed_registries() {
     // Listed: plain HTTP.
     let out = image(&["push", &src_ref, &dst, "--insecure-registry", &reg.addr]).ok();
     assert_eq!(pinned_digest(&out.stdout), digest);
+}
+
+/// An xdp_counter object carrying `mib` MiB of incompressible padding, so
+/// its layer is a large blob; built into `dir` under `tag`.
+fn build_large(dir: &Path, mib: usize) -> (String, String) {
+    let mut object = fs::read(testdata("bpf/xdp_counter.bpfel.o")).expect("object");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    object.extend((0..(mib << 20) / 8).flat_map(|_| {
+        // xorshift64: cheap bytes gzip cannot shrink.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x.to_le_bytes()
+    }));
+    let path = dir.join("large.bpfel.o");
+    fs::create_dir_all(dir).expect("dir");
+    fs::write(&path, object).expect("write");
+    let layout = format!("oci:{}:v1", dir.join("layout").display());
+    let out = image(&[
+        "build",
+        "--object",
+        &format!("amd64={}", path.display()),
+        "--output",
+        &layout,
+    ])
+    .ok();
+    (layout, pinned_digest(&out.stdout))
+}
+
+#[test]
+fn large_blobs_go_up_in_one_patch_and_small_ones_in_one_put() {
+    let Some(reg) = TestRegistry::plain("large_blobs_go_up_in_one_patch_and_small_ones_in_one_put")
+    else {
+        return;
+    };
+    let tmp = TempDir::new().expect("tmp");
+    let (layout, digest) = build_large(tmp.path(), 6);
+    let dst = reg.repo("big/xdp:v1");
+    let pushed = image(&["push", &layout, &dst]).ok();
+    assert_eq!(pinned_digest(&pushed.stdout), digest);
+    let uploads = "/v2/big/xdp/blobs/uploads/";
+    // The config in one PUT; the layer in one PATCH and a closing PUT.
+    assert_eq!(reg.count("POST", uploads), 2, "{}", reg.log());
+    assert_eq!(reg.count("PATCH", uploads), 1, "{}", reg.log());
+    assert_eq!(reg.count("PUT", uploads), 2, "{}", reg.log());
+    // The registry holds exactly those bytes.
+    let back = tmp.path().join("back");
+    let pulled = image(&[
+        "pull",
+        &dst,
+        "--output",
+        &format!("oci:{}:v1", back.display()),
+    ])
+    .ok();
+    assert_eq!(pinned_digest(&pulled.stdout), digest);
+}
+
+/// A registry that takes uploads only in chunks (416 for the single
+/// PATCH, 400 for a monolithic PUT) gets them, and holds the same image.
+#[test]
+fn a_registry_that_wants_chunks_gets_chunks() {
+    let tmp = TempDir::new().expect("tmp");
+    let (layout, digest) = build_large(tmp.path(), 10);
+    for fault in [Fault::ChunksOnly, Fault::None] {
+        let fake = FakeRegistry::start(
+            fault,
+            "unused",
+            ("application/vnd.oci.image.manifest.v1+json", b"{}".to_vec()),
+            Vec::new(),
+            "sha256:none",
+        );
+        let dst = format!("{}/test/img:v2", fake.addr);
+        let pushed = image(&["push", &layout, &dst]).ok();
+        assert_eq!(pinned_digest(&pushed.stdout), digest, "{fault:?}");
+        let patches = fake.count("PATCH", "/blobs/uploads/");
+        let calls = fake.calls.lock().expect("lock").join("\n");
+        match fault {
+            // The refused PATCH, then 10 MiB in three 4 MiB chunks; the
+            // config's refused monolithic PUT, then one chunk.
+            Fault::ChunksOnly => {
+                assert_eq!(patches, 1 + 3 + 1, "{calls}");
+                let sizes: Vec<usize> = fake
+                    .calls
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter(|c| c.starts_with("PATCH"))
+                    .filter_map(|c| c.rsplit_once('(')?.1.split(' ').next()?.parse().ok())
+                    .collect();
+                let over: Vec<_> = sizes.iter().filter(|&&n| n > 4 << 20).collect();
+                assert_eq!(over.len(), 1, "only the refused PATCH is whole: {calls}");
+            }
+            _ => assert_eq!(patches, 1, "{calls}"),
+        }
+        let back = tmp.path().join(format!("back-{fault:?}"));
+        let pulled = image(&[
+            "pull",
+            &dst,
+            "--output",
+            &format!("oci:{}:v2", back.display()),
+        ])
+        .ok();
+        assert_eq!(pinned_digest(&pulled.stdout), digest, "{fault:?}");
+    }
 }

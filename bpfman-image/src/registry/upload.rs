@@ -1,18 +1,44 @@
-//! Writing to a registry: blobs (skipped when present, chunked otherwise) and
-//! manifests.
+//! Writing to a registry: blobs (skipped when present) and manifests.
+//!
+//! A blob goes up in as few requests as the registry allows: a small one
+//! in one monolithic `PUT` after the `POST` that opens the session, a
+//! large one in one `PATCH` of the whole body and a closing `PUT`. A
+//! registry that asks for chunks gets them: when it answers the single
+//! `PATCH` with 416 (or 413), or refuses the monolithic `PUT`, the upload
+//! starts again in chunks of [`UPLOAD_CHUNK`], or of its
+//! `OCI-Chunk-Min-Length` if that is larger.
 
 use std::sync::Arc;
 
 use bpfman_image_spec::digest::Digest;
 use bpfman_image_spec::oci::Descriptor;
-use futures_util::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LOCATION};
 
 use crate::reference::RegistryRef;
 
 use super::*;
 
-/// Blob uploads are sent in chunks of this size (one PATCH each).
+/// Chunk size when the registry wants chunks.
 pub const UPLOAD_CHUNK: usize = 4 << 20;
+
+/// Blobs up to this size go in one monolithic `PUT`.
+pub const MONOLITHIC_MAX: usize = 1 << 20;
+
+/// How one upload attempt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `POST`, then `PUT ?digest=` with the body.
+    Monolithic,
+    /// `POST`, one `PATCH` of the body, then `PUT ?digest=`.
+    Streamed,
+    /// `POST`, a `PATCH` per chunk, then `PUT ?digest=`.
+    Chunked,
+}
+
+/// A session's answer that says: send chunks instead.
+struct WantsChunks {
+    min_chunk: usize,
+}
 
 impl Registry {
     /// True if the repository already has the blob.
@@ -30,7 +56,7 @@ impl Registry {
     }
 
     /// Uploads a blob unless the repository has it; returns true if it was
-    /// uploaded. Large blobs go in [`UPLOAD_CHUNK`]-sized chunks.
+    /// uploaded.
     pub async fn put_blob(
         &self,
         r: &RegistryRef,
@@ -43,35 +69,181 @@ impl Registry {
             progress.finish(desc, true);
             return Ok(false);
         }
-        self.authorize(r, true).await?;
-        let oci_ref = self.oci_ref(r, None);
+        let token = self.authorize(r, true).await?;
         let what = format!("upload of blob {}", desc.digest);
         let data = bytes::Bytes::copy_from_slice(bytes);
-        self.retry(&what, || {
+        let first = if data.len() <= MONOLITHIC_MAX {
+            Shape::Monolithic
+        } else {
+            Shape::Streamed
+        };
+        self.retry(&what, || async {
             progress.start(desc, "push");
-            let chunks: Vec<_> = data
-                .chunks(UPLOAD_CHUNK)
-                .map(|c| data.slice_ref(c))
-                .collect();
-            let (progress, desc_owned) = (progress.clone(), desc.clone());
-            let stream = futures_util::stream::iter(chunks).map(move |c| {
-                progress.advance(&desc_owned, c.len() as u64);
-                Ok(c)
-            });
-            let oci_ref = &oci_ref;
-            let what = &what;
-            async move {
-                self.client
-                    .push_blob_stream(oci_ref, stream, &desc.digest.to_string(), Some(desc.size))
-                    .await
-                    .map_err(|e| self.oci_error(r, what, true, e))
+            let tok = token.as_deref();
+            match self.upload_once(r, desc, &data, tok, first, 0, &what).await? {
+                Ok(()) => Ok(()),
+                Err(WantsChunks { min_chunk }) => {
+                    tracing::info!(registry = %self.registry, blob = %desc.digest, "the registry wants chunks; uploading in chunks");
+                    progress.start(desc, "push");
+                    match self
+                        .upload_once(r, desc, &data, tok, Shape::Chunked, min_chunk, &what)
+                        .await?
+                    {
+                        Ok(()) => Ok(()),
+                        Err(_) => Err(RegistryError::Protocol {
+                            registry: self.registry.clone(),
+                            what: what.clone(),
+                            message: "the registry refused the upload in chunks as well as whole"
+                                .into(),
+                        }),
+                    }
+                }
             }
         })
         .await?;
+        progress.advance(desc, desc.size);
         Stats::add(&self.stats.blobs_uploaded, 1);
         Stats::add(&self.stats.bytes_uploaded, desc.size);
         progress.finish(desc, false);
         Ok(true)
+    }
+
+    /// One upload session from `POST` to the closing `PUT`. The inner
+    /// error says the registry wants chunks (only for the first shapes).
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_once(
+        &self,
+        r: &RegistryRef,
+        desc: &Descriptor,
+        data: &bytes::Bytes,
+        token: Option<&str>,
+        shape: Shape,
+        min_chunk: usize,
+        what: &str,
+    ) -> Result<Result<(), WantsChunks>, RegistryError> {
+        let base = format!("{}://{}", self.scheme, api_host(&self.registry));
+        let post = format!("{base}/v2/{}/blobs/uploads/", r.repository);
+        let req = self.with_auth(self.http.post(&post).header(CONTENT_LENGTH, 0), token);
+        let resp = self.send(r, req, what, &[202]).await?;
+        let min_chunk = min_chunk.max(chunk_min_length(resp.headers()));
+        let mut location = self.location(&base, resp.headers(), what)?;
+        let wants_chunks = || {
+            Ok(Err(WantsChunks {
+                min_chunk: min_chunk.max(UPLOAD_CHUNK),
+            }))
+        };
+        let body: bytes::Bytes = match shape {
+            Shape::Monolithic => data.clone(),
+            Shape::Streamed => {
+                let req = self.patch(&location, data.clone(), 0, token);
+                let resp = self.send(r, req, what, &[202, 413, 416]).await?;
+                if resp.status() != 202 {
+                    return wants_chunks();
+                }
+                location = self.location(&base, resp.headers(), what)?;
+                bytes::Bytes::new()
+            }
+            Shape::Chunked => {
+                let size = min_chunk.max(UPLOAD_CHUNK);
+                let mut at = 0;
+                while at < data.len() {
+                    let end = (at + size).min(data.len());
+                    let req = self.patch(&location, data.slice(at..end), at, token);
+                    let resp = self.send(r, req, what, &[202]).await?;
+                    location = self.location(&base, resp.headers(), what)?;
+                    at = end;
+                }
+                bytes::Bytes::new()
+            }
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={}", desc.digest);
+        let req = self.with_auth(
+            self.http
+                .put(&put)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, body.len())
+                .body(body),
+            token,
+        );
+        // A registry that refuses a monolithic PUT says so with 400, 405
+        // or 413; it gets chunks instead.
+        let refused: &[u16] = if shape == Shape::Monolithic {
+            &[201, 400, 405, 413]
+        } else {
+            &[201]
+        };
+        let resp = self.send(r, req, what, refused).await?;
+        if resp.status() != 201 {
+            return wants_chunks();
+        }
+        Ok(Ok(()))
+    }
+
+    fn patch(
+        &self,
+        location: &str,
+        chunk: bytes::Bytes,
+        at: usize,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let end = (at + chunk.len()).saturating_sub(1);
+        self.with_auth(
+            self.http
+                .patch(location)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, chunk.len())
+                .header(CONTENT_RANGE, format!("{at}-{end}"))
+                .body(chunk),
+            token,
+        )
+    }
+
+    /// Sends `req`; a status outside `expected` is an error.
+    async fn send(
+        &self,
+        r: &RegistryRef,
+        req: reqwest::RequestBuilder,
+        what: &str,
+        expected: &[u16],
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut resp = req.send().await.map_err(|e| self.reqwest_error(what, e))?;
+        let status = resp.status().as_u16();
+        if expected.contains(&status) {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .contains_key(reqwest::header::WWW_AUTHENTICATE);
+        let body = client::read_bounded(&mut resp, 4096)
+            .await
+            .unwrap_or_default();
+        Err(self.status_error(r, what, true, status, challenge, &body))
+    }
+
+    /// The upload session's next URL, from `Location` (absolute, or a path
+    /// on this registry).
+    fn location(
+        &self,
+        base: &str,
+        headers: &HeaderMap,
+        what: &str,
+    ) -> Result<String, RegistryError> {
+        let loc = headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Protocol {
+                registry: self.registry.clone(),
+                what: what.into(),
+                message: "the registry opened an upload without a Location".into(),
+            })?;
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc.to_string()
+            } else {
+                format!("{base}/{}", loc.trim_start_matches('/'))
+            },
+        )
     }
 
     /// Puts a manifest or index under `reference` (a tag, or its digest).
@@ -104,4 +276,13 @@ impl Registry {
         Stats::add(&self.stats.manifests_pushed, 1);
         Ok(())
     }
+}
+
+/// The smallest chunk the registry takes (`OCI-Chunk-Min-Length`), or 0.
+fn chunk_min_length(headers: &HeaderMap) -> usize {
+    headers
+        .get("oci-chunk-min-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
