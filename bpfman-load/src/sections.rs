@@ -194,6 +194,28 @@ fn relocate(out: &mut Vec<u8>, e: Endian, header: usize, data: &[u8]) {
     e.put_u64(out, header + SH_SIZE, data.len() as u64);
 }
 
+/// Whether the object has CO-RE relocations (a non-empty `core_relo`
+/// block in `.BTF.ext`), the only thing aya needs the kernel's BTF for
+/// when it opens an object. Unreadable objects say no: aya reports them.
+pub fn has_core_relocations(elf: &[u8]) -> bool {
+    let relocations = || -> Result<bool, RewriteError> {
+        if elf.get(..4) != Some(b"\x7fELF") || elf.get(4) != Some(&2) {
+            return Ok(false);
+        }
+        let e = Endian(elf.get(5) == Some(&2));
+        let (sections, _) = sections(elf, e)?;
+        let Some(ext) = sections.iter().find(|s| s.name == ".BTF.ext") else {
+            return Ok(false);
+        };
+        let data = elf
+            .get(ext.offset..ext.offset.saturating_add(ext.size))
+            .ok_or(RewriteError::OutOfBounds(".BTF.ext"))?;
+        let hdr_len = e.u32(data, 4)?;
+        Ok(hdr_len >= 32 && e.u32(data, 28)? > 0)
+    };
+    relocations().unwrap_or(false)
+}
+
 /// What becomes of the program sections aya cannot take as they are.
 #[derive(Debug, Default)]
 struct Plan {
@@ -570,6 +592,23 @@ mod objects {
                 section: "warp/drive".into()
             })
         );
+    }
+
+    #[test]
+    fn core_relocations_are_found_where_they_are() {
+        // Our test objects use no CO-RE; the dispatchers neither.
+        for name in ["xdp_counter.bpfel.o", "fentry.bpfel.o", "tcx.bpfeb.o"] {
+            assert!(!has_core_relocations(&object(name)), "{name}");
+        }
+        // A .BTF.ext whose core_relo block is not empty.
+        let mut raw = object("xdp_counter.bpfel.o");
+        let e = Endian(false);
+        let (sections, _) = sections(&raw, e).expect("sections");
+        let ext = sections.iter().find(|s| s.name == ".BTF.ext").expect("ext");
+        assert!(e.u32(&raw, ext.offset + 4).expect("hdr") >= 32);
+        e.put_u32(&mut raw, ext.offset + 28, 16);
+        assert!(has_core_relocations(&raw));
+        assert!(!has_core_relocations(b"not an elf"));
     }
 
     #[test]

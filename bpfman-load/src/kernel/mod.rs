@@ -24,6 +24,7 @@ use bpfman_image_spec::program::SectionKind;
 use crate::attach::Target;
 use crate::dispatcher::{ChainHook, TcFilter};
 
+pub(crate) mod btf;
 #[cfg(test)]
 pub mod fake;
 pub mod netns;

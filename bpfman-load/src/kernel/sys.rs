@@ -5,6 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use aya::Ebpf;
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{
     NlOptions, SchedClassifierLink, TcAttachOptions, TcAttachType, TcHandle, qdisc_add_clsact,
@@ -12,7 +13,6 @@ use aya::programs::tc::{
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Extension, Program, ProgramError, ProgramFd, SchedClassifier, Xdp};
 use aya::util::KernelVersion;
-use aya::{Btf, Ebpf, EbpfLoader};
 use aya_obj::programs::XdpAttachType;
 use bpfman_image_spec::program::SectionKind;
 
@@ -190,12 +190,10 @@ fn dispatcher_fd(hook: ChainHook, pin: &Path) -> Result<ProgramFd, KernelError> 
     fd.map_err(|e| KernelError::call("duplicate the fd of dispatcher", what(), e))
 }
 
-/// An opened object: aya's maps and programs, and the kernel's BTF once a
-/// tracing program needs it.
+/// An opened object: aya's maps and programs.
 #[derive(Debug)]
 pub struct SysObject {
     ebpf: Ebpf,
-    btf: Option<Btf>,
 }
 
 impl LoadedObject for SysObject {
@@ -204,11 +202,11 @@ impl LoadedObject for SysObject {
         p: &ProgramSpec<'_>,
         dir: &Path,
     ) -> Result<(ProgramId, PathBuf), KernelError> {
-        if crate::attach::needs_btf(p.kind) && self.btf.is_none() {
-            self.btf = Some(Btf::from_sys_fs().map_err(|e| {
-                KernelError::call("read the kernel's BTF", "(/sys/kernel/btf/vmlinux)", e)
-            })?);
-        }
+        let btf = if crate::attach::needs_btf(p.kind) {
+            Some(super::btf::kernel_btf()?)
+        } else {
+            None
+        };
         let prog = self.ebpf.program_mut(p.name).ok_or_else(|| {
             KernelError::call(
                 "find program",
@@ -216,7 +214,7 @@ impl LoadedObject for SysObject {
                 "aya did not find it in the object",
             )
         })?;
-        let result = crate::attach::sys_load(prog, p, self.btf.as_ref())?;
+        let result = crate::attach::sys_load(prog, p, btf)?;
         result.map_err(|e| load_error(e, p.kind, p.name))?;
         let id = info(prog, p.name)?;
         let pin = dir.join(id.id.to_string());
@@ -407,7 +405,7 @@ impl Kernel for Sys {
     }
 
     fn open_object(&self, spec: &ObjectSpec<'_>) -> Result<SysObject, KernelError> {
-        let mut loader = EbpfLoader::new();
+        let mut loader = super::btf::loader(spec.bytes)?;
         loader.default_map_pin_directory(spec.map_dir);
         for (name, value) in spec.globals {
             loader.override_global(name, value.as_slice(), true);
@@ -421,7 +419,7 @@ impl Kernel for Sys {
             }
             e => KernelError::call("load the object's", "maps", e),
         })?;
-        Ok(SysObject { ebpf, btf: None })
+        Ok(SysObject { ebpf })
     }
 
     fn program(&self, pin: &Path) -> Result<ProgramId, KernelError> {
@@ -476,7 +474,7 @@ impl Kernel for Sys {
         config: &[u8],
         pin: &Path,
     ) -> Result<ProgramId, KernelError> {
-        let mut ebpf = EbpfLoader::new()
+        let mut ebpf = super::btf::loader(hook.object())?
             .override_global("conf", config, true)
             .load(hook.object())
             .map_err(|e| KernelError::call("load", "the dispatcher object", e))?;
@@ -516,7 +514,7 @@ impl Kernel for Sys {
         link: &Path,
     ) -> Result<ProgramId, KernelError> {
         let target = dispatcher_fd(hook, dispatcher)?;
-        let mut loader = EbpfLoader::new();
+        let mut loader = super::btf::loader(spec.bytes)?;
         loader.extension(spec.name);
         for (n, v) in spec.globals {
             loader.override_global(n, v.as_slice(), true);
