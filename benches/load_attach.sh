@@ -2,8 +2,9 @@
 # Load-to-attached benchmark: the time from `bpfman-load load image` to an
 # XDP program attached on a veth in a network namespace, with a warm cache
 # (`--pull-policy never`: re-hash, re-verify the signature, load, pin,
-# record, then `attach`) and with a cold cache from the local registry
-# (pull and verify first), beside the same object loaded and attached with
+# record, then `attach`; as two commands, and as one `load image ...
+# attach xdp ...`) and with a cold cache from the local registry (pull and
+# verify first), beside the same object loaded and attached with
 # `bpftool prog load` + `ip link set ... xdp pinned` in the same run.
 #
 #   sudo benches/load_attach.sh           # ROUNDS=7 by default
@@ -57,16 +58,27 @@ load_attach() {
 	"$LOAD" --root "$1" --bpffs "$work/bpf" attach "$id" xdp --exclusive --iface veth1 --netns "$NS" >/dev/null 2>&1
 	echo "$id"
 }
+# load_and_attach ROOT: the same in one process; prints the program id.
+load_and_attach() {
+	"$LOAD" --root "$1" --bpffs "$work/bpf" --policy "$work/policy.toml" \
+		load image "$IMAGE" --pull-policy never \
+		attach xdp --exclusive --iface veth1 --netns "$NS" 2>/dev/null | awk 'NR == 2 {print $1}'
+}
 unload() { "$LOAD" --root "$1" --bpffs "$work/bpf" unload "$2" >/dev/null 2>&1; }
 
 warm_root=$work/warm-root
 "$LOAD" --root "$warm_root" --policy "$work/policy.toml" pull "$IMAGE" >/dev/null 2>&1
 
-: >"$work/cold" && : >"$work/warm" && : >"$work/direct"
+: >"$work/cold" && : >"$work/warm" && : >"$work/one" && : >"$work/direct"
 for i in $(seq "$ROUNDS"); do
 	a=$(now)
 	id=$(load_attach "$warm_root" never)
 	b=$(now)
+	unload "$warm_root" "$id"
+	g=$(now)
+	id=$(load_and_attach "$warm_root")
+	h=$(now)
+	[ -n "$id" ] || { echo "load image ... attach failed" >&2; exit 1; }
 	unload "$warm_root" "$id"
 	c=$(now)
 	id=$(load_attach "$work/cold-$i" if-not-present)
@@ -79,15 +91,18 @@ for i in $(seq "$ROUNDS"); do
 	ip -n "$NS" link set dev veth1 xdp off
 	rm "$work/bpf/direct"
 	echo $((b - a)) >>"$work/warm"
+	echo $((h - g)) >>"$work/one"
 	echo $((d - c)) >>"$work/cold"
 	echo $((f - e)) >>"$work/direct"
 done
 warm=$(median <"$work/warm")
+one=$(median <"$work/one")
 cold=$(median <"$work/cold")
 direct=$(median <"$work/direct")
 ratio() { awk -v a="$1" -v b="$direct" 'BEGIN {printf "%.2f", a/b}'; }
 printf '%-52s %10s\n' "load + attach XDP on a veth" "median ms"
 printf '%-52s %10s\n' "bpftool prog load + ip link set xdp (baseline)" "$(ms "$direct")"
 printf '%-52s %10s  (%sx baseline)\n' "bpfman-load load image + attach, warm cache" "$(ms "$warm")" "$(ratio "$warm")"
+printf '%-52s %10s  (%sx baseline)\n' "bpfman-load load image ... attach, warm, one process" "$(ms "$one")" "$(ratio "$one")"
 printf '%-52s %10s  (%sx baseline)\n' "bpfman-load load image + attach, cold (registry)" "$(ms "$cold")" "$(ratio "$cold")"
 echo "rounds: $ROUNDS; object: xdp_counter, signed image; registry: docker-registry on $REG; $(bpftool --version | head -1); kernel $(uname -r)"

@@ -110,6 +110,8 @@ enum LoadCommand {
         load: LoadArgs,
         #[command(flatten)]
         transport: TransportArgs,
+        #[command(subcommand)]
+        then: Option<Then>,
     },
     /// From a local eBPF object file (no signature: the operator vouches).
     File {
@@ -117,6 +119,20 @@ enum LoadCommand {
         path: PathBuf,
         #[command(flatten)]
         load: LoadArgs,
+        #[command(subcommand)]
+        then: Option<Then>,
+    },
+}
+
+/// What to do with the program once it is loaded, in the same process.
+#[derive(Debug, Subcommand)]
+enum Then {
+    /// Attach the one program loaded (name it with --program if the
+    /// object has several), as `attach ID HOOK ...` would. If the attach
+    /// fails the program is unloaded again.
+    Attach {
+        #[command(subcommand)]
+        hook: AttachRequest,
     },
 }
 
@@ -657,26 +673,63 @@ fn fsck(host: &Host) -> Result<()> {
 }
 
 fn load(host: &Host, cmd: LoadCommand) -> Result<()> {
-    let (records, output) = match cmd {
+    let (records, output, then) = match cmd {
         LoadCommand::Image {
             image,
             pull_policy,
             load,
             transport,
+            then,
         } => {
             // Pull and verify before the kernel side opens.
             let (admitted, loadable) =
                 host.admit(&image, pull_policy.into(), &transport.options()?)?;
             let records =
                 kernel(host)?.load_admitted(&image, &admitted, &loadable, &load_options(&load))?;
-            (records, load.output)
+            (records, load.output, then)
         }
-        LoadCommand::File { path, load } => {
+        LoadCommand::File { path, load, then } => {
             let records = kernel(host)?.load_file(&path, &load_options(&load))?;
-            (records, load.output)
+            (records, load.output, then)
         }
     };
+    let records = match then {
+        None => records,
+        Some(Then::Attach { hook }) => vec![attach_loaded(host, records, &hook)?],
+    };
     print_programs(&records, output)
+}
+
+/// Attaches the one program just loaded; on any failure, unloads what was
+/// loaded, so a failed `load ... attach` leaves nothing behind.
+fn attach_loaded(
+    host: &Host,
+    records: Vec<ProgramRecord>,
+    hook: &AttachRequest,
+) -> Result<ProgramRecord> {
+    let host = kernel(host)?;
+    let undo = |why: anyhow::Error| {
+        for r in &records {
+            if let Err(e) = host.unload(r.id) {
+                eprintln!("warning: cannot unload program {} again: {e:#}", r.id);
+            }
+        }
+        why
+    };
+    let [one] = records.as_slice() else {
+        let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        return Err(undo(anyhow::anyhow!(
+            "'load ... attach' attaches one program, and this load made {} ({}); name one with --program",
+            records.len(),
+            names.join(", ")
+        )));
+    };
+    let link = host.attach(one.id, hook).map_err(undo)?;
+    eprintln!(
+        "attached program {} as link {}: {}",
+        one.id, link.id, link.attachment
+    );
+    host.program(one.id)
 }
 
 fn load_options(a: &LoadArgs) -> LoadOptions {

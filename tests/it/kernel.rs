@@ -412,6 +412,71 @@ fn xdp_exclusive_counts_pings_then_unload_leaves_nothing() {
     host.assert_clean();
 }
 
+/// `load ... attach HOOK` loads and attaches in one process; when the
+/// attach fails, or the load made more than one program, nothing stays.
+#[test]
+fn load_then_attach_in_one_command() {
+    let Some(host) = Host::new("load_then_attach_in_one_command") else {
+        return;
+    };
+    let ns = Netns::new("loadattach", 9);
+    let object = testdata("bpf/xdp_counter.bpfel.o").display().to_string();
+    let out = host
+        .run(&[
+            "load",
+            "file",
+            &object,
+            "--output",
+            "json",
+            "attach",
+            "xdp",
+            "--exclusive",
+            "--iface",
+            "veth1",
+            "--netns",
+            &ns.name,
+        ])
+        .ok();
+    let recs: Value = serde_json::from_str(&out.stdout).expect("json");
+    let rec = &recs[0];
+    assert_eq!(rec["links"].as_array().map(Vec::len), Some(1), "{rec}");
+    assert!(ns.ping(3));
+    assert!(counter(&Host::map_pin(rec, "xdp_stats_map")) >= 3);
+    host.unload([rec]);
+    host.assert_clean();
+
+    host.run(&[
+        "load",
+        "file",
+        &object,
+        "attach",
+        "xdp",
+        "--exclusive",
+        "--iface",
+        "nope",
+        "--netns",
+        &ns.name,
+    ])
+    .fails_with("no network interface named 'nope'");
+    host.assert_clean();
+    let tcx = testdata("bpf/tcx.bpfel.o").display().to_string();
+    host.run(&[
+        "load",
+        "file",
+        &tcx,
+        "attach",
+        "tcx",
+        "--iface",
+        "veth1",
+        "--direction",
+        "ingress",
+        "--netns",
+        &ns.name,
+    ])
+    .fails_with("name one with --program");
+    host.assert_clean();
+}
+
 #[test]
 fn a_global_set_at_load_changes_the_verdict() {
     let Some(host) = Host::new("a_global_set_at_load_changes_the_verdict") else {
