@@ -78,6 +78,7 @@ impl TransportArgs {
             attempts: self.retries.saturating_add(1),
             retry_delay: Duration::from_millis(self.retry_delay_ms),
             registries: RegistriesConf::from_env(self.registries_conf.as_deref())?,
+            blob_locations: None,
         })
     }
 }

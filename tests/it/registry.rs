@@ -876,3 +876,65 @@ fn a_registry_that_wants_chunks_gets_chunks() {
         assert_eq!(pinned_digest(&pulled.stdout), digest, "{fault:?}");
     }
 }
+
+/// A push to a second repository mounts what the registry already holds
+/// in the first instead of uploading it; a stale entry (a repository that
+/// no longer has the blob) costs an upload and nothing else.
+#[test]
+fn blobs_seen_in_one_repository_are_mounted_into_another() {
+    let Some(reg) = TestRegistry::plain("blobs_seen_in_one_repository_are_mounted_into_another")
+    else {
+        return;
+    };
+    let tmp = TempDir::new().expect("tmp");
+    let cache = tmp.path().join("cache").display().to_string();
+    let env = [("XDG_CACHE_HOME", cache.as_str())];
+    let (layout, digest) = build_large(&tmp.path().join("img"), 2);
+    let push = |dst: &str| run(&image_bin(), &["push", &layout, dst], &env).ok();
+    push(&reg.repo("first/xdp:v1"));
+    let second = push(&reg.repo("second/xdp:v1"));
+    assert_eq!(pinned_digest(&second.stdout), digest);
+    assert!(
+        second.stderr.contains("uploaded 0 blobs") && second.stderr.contains("2 mounted"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(reg.count("PATCH", "/v2/second/xdp/blobs/uploads/"), 0);
+    assert_eq!(reg.count("POST", "/v2/second/xdp/blobs/uploads/?mount="), 2);
+    // What a pull saw counts too.
+    let pulled = tmp.path().join("pulled");
+    run(
+        &image_bin(),
+        &[
+            "pull",
+            &reg.repo("second/xdp:v1"),
+            "--output",
+            &format!("oci:{}:v1", pulled.display()),
+        ],
+        &env,
+    )
+    .ok();
+    // A stale cache: the registry declines, and the upload goes ahead in
+    // the session it opened.
+    let locations = tmp.path().join("cache/bpfman-image/blob-locations.json");
+    let text = fs::read_to_string(&locations).expect("cache written");
+    fs::write(
+        &locations,
+        text.replace("first/xdp", "gone/xdp")
+            .replace("second/xdp", "gone2/xdp"),
+    )
+    .expect("stale");
+    let third = push(&reg.repo("third/xdp:v1"));
+    assert!(
+        third.stderr.contains("uploaded 2 blobs"),
+        "{}",
+        third.stderr
+    );
+    assert_eq!(
+        reg.count("POST", "/v2/third/xdp/blobs/uploads/"),
+        2,
+        "{}",
+        reg.log()
+    );
+    assert_eq!(pinned_digest(&third.stdout), digest);
+}

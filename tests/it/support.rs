@@ -106,10 +106,14 @@ impl Run {
     }
 }
 
-/// Runs `program` with `args` and `envs`.
+/// Runs `program` with `args` and `envs`. Each run has a cache directory
+/// of its own (so no run mounts blobs another test pushed) unless `envs`
+/// names one.
 pub fn run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(program);
     cmd.args(args).env_remove("SOURCE_DATE_EPOCH");
+    let cache = tempfile::TempDir::new().expect("cache dir");
+    cmd.env("XDG_CACHE_HOME", cache.path());
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -380,7 +380,7 @@ fn build(args: BuildArgs) -> Result<()> {
         }
     }
     if let Some(dst) = &args.push {
-        let opts = args.transport.options()?;
+        let opts = transport(&args.transport)?;
         let store = rt.block_on(ImageStore::open(&ImageRef::Registry(dst.clone()), &opts))?;
         let published = rt.block_on(ops::publish_to_registry(
             &built,
@@ -405,7 +405,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Copies an image, and its signatures unless `opts.no_signatures`.
 fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<()> {
-    let transport = opts.transport.options()?;
+    let transport = transport(&opts.transport)?;
     let copied = runtime()?.block_on(async {
         let src = ImageStore::open_to_read(src, &transport).await?;
         let dst = ImageStore::open(dst, &transport).await?;
@@ -422,7 +422,7 @@ fn copy(src: &ImageRef, dst: &ImageRef, opts: &CopyOptions) -> Result<()> {
 }
 
 fn tag(args: TagArgs) -> Result<()> {
-    let opts = args.transport.options()?;
+    let opts = transport(&args.transport)?;
     let tagged = runtime()?.block_on(async {
         let store = ImageStore::open(&args.source, &opts).await?;
         Ok::<_, anyhow::Error>(ops::tag(&store, &args.tags, args.force).await?)
@@ -491,7 +491,7 @@ fn registry_only(registry: &str) -> Result<RegistryRef> {
 
 fn login(args: LoginArgs) -> Result<()> {
     let r = registry_only(&args.registry)?;
-    let mut opts = args.transport.options()?;
+    let mut opts = transport(&args.transport)?;
     if let Some(user) = &args.username {
         let mut password = String::new();
         io::stdin()
@@ -528,6 +528,16 @@ fn logout(args: LogoutArgs) -> Result<()> {
     Ok(())
 }
 
+/// The transport options the flags give, with the blob-location cache
+/// (`$XDG_CACHE_HOME/bpfman-image/blob-locations.json`) that lets a push
+/// mount blobs the registry holds in another repository.
+fn transport(t: &crate::frontend::TransportArgs) -> Result<crate::registry::TransportOptions> {
+    let mut opts = t.options()?;
+    opts.blob_locations = crate::registry::locations::BlobLocations::default_path()
+        .map(|p| Arc::new(crate::registry::locations::BlobLocations::open(p)));
+    Ok(opts)
+}
+
 fn report_stats(store: &ImageStore, quiet: bool) {
     let Some(reg) = store.registry() else { return };
     if quiet {
@@ -540,9 +550,15 @@ fn report_stats(store: &ImageStore, quiet: bool) {
         g(&s.blobs_skipped),
         g(&s.blobs_downloaded),
     );
-    if up + skipped > 0 || g(&s.manifests_pushed) > 0 {
+    let mounted = g(&s.blobs_mounted);
+    if up + skipped + mounted > 0 || g(&s.manifests_pushed) > 0 {
+        let mounted = if mounted > 0 {
+            format!(", {mounted} mounted from other repositories")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{}: uploaded {up} blobs ({} bytes), {skipped} already present, {} manifests",
+            "{}: uploaded {up} blobs ({} bytes), {skipped} already present{mounted}, {} manifests",
             reg.name(),
             g(&s.bytes_uploaded),
             g(&s.manifests_pushed)
@@ -630,7 +646,7 @@ impl Progress for Bars {
 }
 
 fn inspect(args: InspectArgs) -> Result<()> {
-    let opts = args.transport.options()?;
+    let opts = transport(&args.transport)?;
     let image = runtime()?.block_on(async {
         let store = ImageStore::open_to_read(&args.image, &opts).await?;
         Ok::<_, anyhow::Error>(store.read(&NoProgress).await?)

@@ -181,7 +181,7 @@ pub(super) fn sign(args: SignArgs) -> Result<()> {
     let key = load_private_key(&args.key)?;
     let annotations = to_map(args.annotations.clone(), "annotation")?;
     let signed = runtime()?.block_on(async {
-        let store = ImageStore::open(&args.image, &args.transport.options()?).await?;
+        let store = ImageStore::open(&args.image, &super::transport(&args.transport)?).await?;
         let signed = ops::sign(
             &store,
             &key,
@@ -246,7 +246,8 @@ pub(super) fn verify(args: VerifyArgs) -> Result<()> {
         }
     };
     let (resolved, verdict) = runtime()?.block_on(async {
-        let store = ImageStore::open_to_read(&args.image, &args.transport.options()?).await?;
+        let store =
+            ImageStore::open_to_read(&args.image, &super::transport(&args.transport)?).await?;
         let resolved = store.resolve_as(&args.image).await?;
         Ok::<_, anyhow::Error>(ops::verify(&store, resolved, &policy).await?)
     })?;

@@ -67,6 +67,7 @@ impl Registry {
             retry_delay: opts.retry_delay,
             certs_hint,
             open: false,
+            locations: opts.blob_locations.clone(),
             stats: Stats::default(),
         };
         if listed {
@@ -385,6 +386,7 @@ impl Registry {
             .await?;
         Stats::add(&self.stats.blobs_downloaded, 1);
         Stats::add(&self.stats.bytes_downloaded, bytes.len() as u64);
+        self.seen(r, &desc.digest);
         progress.finish(desc, false);
         Ok(bytes)
     }

@@ -30,6 +30,7 @@ use crate::reference::DOCKER_HUB;
 
 mod client;
 mod error;
+pub mod locations;
 pub mod mirrors;
 mod tls;
 mod token;
@@ -65,6 +66,9 @@ pub struct TransportOptions {
     /// Mirrors, rewritten locations and blocked registries
     /// (registries.conf).
     pub registries: mirrors::RegistriesConf,
+    /// Where blobs were seen, to mount them across repositories instead
+    /// of uploading them again (`None`: no such cache).
+    pub blob_locations: Option<std::sync::Arc<locations::BlobLocations>>,
 }
 
 impl Default for TransportOptions {
@@ -79,6 +83,7 @@ impl Default for TransportOptions {
             attempts: 4,
             retry_delay: Duration::from_millis(250),
             registries: mirrors::RegistriesConf::default(),
+            blob_locations: None,
         }
     }
 }
@@ -102,6 +107,8 @@ impl Progress for NoProgress {}
 #[derive(Debug, Default)]
 pub struct Stats {
     pub blobs_uploaded: AtomicU64,
+    /// Blobs the registry mounted from another repository.
+    pub blobs_mounted: AtomicU64,
     pub blobs_skipped: AtomicU64,
     pub blobs_downloaded: AtomicU64,
     pub bytes_uploaded: AtomicU64,
@@ -142,6 +149,7 @@ pub struct Registry {
     certs_hint: String,
     /// `/v2/` answers 200 without credentials: no auth at all.
     open: bool,
+    locations: Option<std::sync::Arc<locations::BlobLocations>>,
     pub stats: Stats,
 }
 

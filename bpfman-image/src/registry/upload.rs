@@ -40,19 +40,82 @@ struct WantsChunks {
     min_chunk: usize,
 }
 
+/// An upload session the registry has opened: where to send the next
+/// request, and the smallest chunk it takes.
+struct Session {
+    location: String,
+    min_chunk: usize,
+}
+
+/// Mount attempts per blob, one per repository known to hold it.
+const MOUNT_TRIES: usize = 2;
+
 impl Registry {
     /// True if the repository already has the blob.
     pub async fn has_blob(&self, r: &RegistryRef, digest: &Digest) -> Result<bool, RegistryError> {
         self.authorize(r, false).await?;
         let oci_ref = self.oci_ref(r, None);
         let what = format!("blob {digest}");
-        self.retry(&what, || async {
-            self.client
-                .blob_exists(&oci_ref, &digest.to_string())
-                .await
-                .map_err(|e| self.oci_error(r, &what, false, e))
-        })
-        .await
+        let found = self
+            .retry(&what, || async {
+                self.client
+                    .blob_exists(&oci_ref, &digest.to_string())
+                    .await
+                    .map_err(|e| self.oci_error(r, &what, false, e))
+            })
+            .await?;
+        if found {
+            self.seen(r, digest);
+        }
+        Ok(found)
+    }
+
+    /// Remembers that `r`'s repository holds `digest`.
+    pub(super) fn seen(&self, r: &RegistryRef, digest: &Digest) {
+        if let Some(l) = &self.locations {
+            l.record(&self.registry, &digest.to_string(), &r.repository);
+        }
+    }
+
+    /// Asks the registry to mount `digest` into `r`'s repository from one
+    /// it was seen in. `Ok(None)`: mounted. `Ok(Some(session))`: declined,
+    /// with the upload session it opened instead (to be used). Errors are
+    /// not fatal: the caller uploads.
+    async fn mount(
+        &self,
+        r: &RegistryRef,
+        digest: &Digest,
+        token: Option<&str>,
+        what: &str,
+    ) -> Option<Option<Session>> {
+        let l = self.locations.as_ref()?;
+        let base = format!("{}://{}", self.scheme, api_host(&self.registry));
+        for from in l
+            .known(&self.registry, &digest.to_string(), &r.repository)
+            .into_iter()
+            .take(MOUNT_TRIES)
+        {
+            let url = format!(
+                "{base}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+                r.repository
+            );
+            let req = self.with_auth(self.http.post(&url).header(CONTENT_LENGTH, 0), token);
+            let Ok(resp) = self.send(r, req, what, &[201, 202]).await else {
+                continue;
+            };
+            if resp.status() == 201 {
+                tracing::debug!(registry = %self.registry, %digest, %from, "mounted");
+                return Some(None);
+            }
+            // Declined (the blob is gone there, or we may not read it):
+            // the registry opened an ordinary session instead.
+            let session = self.location(&base, resp.headers(), what).ok()?;
+            return Some(Some(Session {
+                location: session,
+                min_chunk: chunk_min_length(resp.headers()),
+            }));
+        }
+        None
     }
 
     /// Uploads a blob unless the repository has it; returns true if it was
@@ -71,36 +134,58 @@ impl Registry {
         }
         let token = self.authorize(r, true).await?;
         let what = format!("upload of blob {}", desc.digest);
+        let mut opened = match self.mount(r, &desc.digest, token.as_deref(), &what).await {
+            Some(None) => {
+                Stats::add(&self.stats.blobs_mounted, 1);
+                self.seen(r, &desc.digest);
+                progress.finish(desc, true);
+                return Ok(false);
+            }
+            Some(Some(session)) => Some(session),
+            None => None,
+        };
         let data = bytes::Bytes::copy_from_slice(bytes);
         let first = if data.len() <= MONOLITHIC_MAX {
             Shape::Monolithic
         } else {
             Shape::Streamed
         };
-        self.retry(&what, || async {
-            progress.start(desc, "push");
-            let tok = token.as_deref();
-            match self.upload_once(r, desc, &data, tok, first, 0, &what).await? {
-                Ok(()) => Ok(()),
-                Err(WantsChunks { min_chunk }) => {
-                    tracing::info!(registry = %self.registry, blob = %desc.digest, "the registry wants chunks; uploading in chunks");
-                    progress.start(desc, "push");
-                    match self
-                        .upload_once(r, desc, &data, tok, Shape::Chunked, min_chunk, &what)
-                        .await?
-                    {
-                        Ok(()) => Ok(()),
-                        Err(_) => Err(RegistryError::Protocol {
-                            registry: self.registry.clone(),
-                            what: what.clone(),
-                            message: "the registry refused the upload in chunks as well as whole"
-                                .into(),
-                        }),
+        let (data, what) = (&data, &what);
+        let tok = token.as_deref();
+        self.retry(what, || {
+            // A session the mount attempt opened serves the first try.
+            let session = opened.take();
+            let progress = &progress;
+            async move {
+                progress.start(desc, "push");
+                match self.upload_once(r, desc, data, tok, first, session, what).await? {
+                    Ok(()) => Ok(()),
+                    Err(WantsChunks { min_chunk }) => {
+                        tracing::info!(registry = %self.registry, blob = %desc.digest, "the registry wants chunks; uploading in chunks");
+                        progress.start(desc, "push");
+                        let session = Session {
+                            location: String::new(),
+                            min_chunk,
+                        };
+                        let chunked = Shape::Chunked;
+                        match self
+                            .upload_once(r, desc, data, tok, chunked, Some(session), what)
+                            .await?
+                        {
+                            Ok(()) => Ok(()),
+                            Err(_) => Err(RegistryError::Protocol {
+                                registry: self.registry.clone(),
+                                what: what.clone(),
+                                message: "the registry refused the upload in chunks as well as whole"
+                                    .into(),
+                            }),
+                        }
                     }
                 }
             }
         })
         .await?;
+        self.seen(r, &desc.digest);
         progress.advance(desc, desc.size);
         Stats::add(&self.stats.blobs_uploaded, 1);
         Stats::add(&self.stats.bytes_uploaded, desc.size);
@@ -108,8 +193,10 @@ impl Registry {
         Ok(true)
     }
 
-    /// One upload session from `POST` to the closing `PUT`. The inner
-    /// error says the registry wants chunks (only for the first shapes).
+    /// One upload session from `POST` (unless `session` is one already
+    /// open; one with no location only carries a chunk size) to the
+    /// closing `PUT`. The inner error says the registry wants chunks
+    /// (only for the first shapes).
     #[allow(clippy::too_many_arguments)]
     async fn upload_once(
         &self,
@@ -118,15 +205,23 @@ impl Registry {
         data: &bytes::Bytes,
         token: Option<&str>,
         shape: Shape,
-        min_chunk: usize,
+        session: Option<Session>,
         what: &str,
     ) -> Result<Result<(), WantsChunks>, RegistryError> {
         let base = format!("{}://{}", self.scheme, api_host(&self.registry));
-        let post = format!("{base}/v2/{}/blobs/uploads/", r.repository);
-        let req = self.with_auth(self.http.post(&post).header(CONTENT_LENGTH, 0), token);
-        let resp = self.send(r, req, what, &[202]).await?;
-        let min_chunk = min_chunk.max(chunk_min_length(resp.headers()));
-        let mut location = self.location(&base, resp.headers(), what)?;
+        let (mut location, min_chunk) = match session {
+            Some(s) if !s.location.is_empty() => (s.location, s.min_chunk),
+            other => {
+                let post = format!("{base}/v2/{}/blobs/uploads/", r.repository);
+                let req = self.with_auth(self.http.post(&post).header(CONTENT_LENGTH, 0), token);
+                let resp = self.send(r, req, what, &[202]).await?;
+                let min = other.map_or(0, |s| s.min_chunk);
+                (
+                    self.location(&base, resp.headers(), what)?,
+                    min.max(chunk_min_length(resp.headers())),
+                )
+            }
+        };
         let wants_chunks = || {
             Ok(Err(WantsChunks {
                 min_chunk: min_chunk.max(UPLOAD_CHUNK),
