@@ -328,10 +328,23 @@ pub async fn copy(
     progress: Arc<dyn Progress>,
 ) -> Result<Copied, OpError> {
     check_destination(dst)?;
-    let image = src.read(progress.as_ref()).await?;
-    let written = dst.write(&image.content, progress).await?;
+    // Blobs move while the image is validated beside them; nothing names
+    // it at the destination unless it passes.
+    let (content, _) = src.read_content(progress.as_ref()).await?;
+    let content = Arc::new(content);
+    let check = {
+        let content = content.clone();
+        tokio::task::spawn_blocking(move || crate::inspect::read_image(&content).map(|_| ()))
+    };
+    let gate = async {
+        match check.await {
+            Ok(verdict) => verdict.map_err(|e| src.invalid(e)),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    };
+    let written = dst.write_gated(&content, progress, gate).await?;
     let signatures = if signatures {
-        signing::copy_signatures(&src.signatures(), &dst.signatures(), &image.content.top)
+        signing::copy_signatures(&src.signatures(), &dst.signatures(), &content.top)
             .await
             .map_err(|source| OpError::Signatures {
                 destination: dst.reference().to_string(),

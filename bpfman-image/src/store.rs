@@ -247,47 +247,54 @@ impl ImageStore {
     /// Reads and validates the image (pulled, from a registry), every
     /// blob digest-checked.
     pub async fn read(&self, progress: &dyn Progress) -> Result<ReadImage, StoreError> {
+        let (content, shown) = self.read_content(progress).await?;
+        let read = inspect::read_image(&content).map_err(|e| self.invalid(e))?;
+        Ok(ReadImage {
+            content,
+            read,
+            shown,
+        })
+    }
+
+    /// Reads the image (pulled, from a registry), every blob
+    /// digest-checked, but not yet validated as a bytecode image
+    /// ([`inspect::read_image`] does that); with the reference to show for
+    /// it.
+    pub async fn read_content(
+        &self,
+        progress: &dyn Progress,
+    ) -> Result<(ImageContent, ImageRef), StoreError> {
         let reference = self.reference().to_string();
         match self {
             Self::Layout(l) => {
-                let (layout, tag, top) =
-                    inspect::resolve_layout(l).map_err(|source| StoreError::Layout {
-                        reference: reference.clone(),
-                        source,
-                    })?;
-                let (content, read) =
-                    inspect::read_layout_image(&layout, &top).map_err(|source| {
-                        StoreError::Layout {
-                            reference: reference.clone(),
-                            source,
-                        }
-                    })?;
+                let layout_err = |source| StoreError::Layout {
+                    reference: reference.clone(),
+                    source,
+                };
+                let (layout, tag, top) = inspect::resolve_layout(l).map_err(layout_err)?;
+                let content = ImageContent::from_layout(&layout, &top)
+                    .map_err(|e| layout_err(InspectError::from(e)))?;
                 let shown = ImageRef::Layout(LayoutRef {
                     dir: l.dir.clone(),
                     tag: Some(tag),
                 });
-                Ok(ReadImage {
-                    content,
-                    read,
-                    shown,
-                })
+                Ok((content, shown))
             }
             Self::Registry { reg, at } => {
-                let content =
-                    transfer::pull(reg, at, progress)
-                        .await
-                        .map_err(|source| StoreError::Pull {
-                            reference: reference.clone(),
-                            source,
-                        })?;
-                let read = inspect::read_image(&content)
-                    .map_err(|source| StoreError::Invalid { reference, source })?;
-                Ok(ReadImage {
-                    content,
-                    read,
-                    shown: self.reference(),
-                })
+                let content = transfer::pull(reg, at, progress)
+                    .await
+                    .map_err(|source| StoreError::Pull { reference, source })?;
+                Ok((content, self.reference()))
             }
+        }
+    }
+
+    /// The error for content read from here that does not validate.
+    pub fn invalid(&self, source: InspectError) -> StoreError {
+        let reference = self.reference().to_string();
+        match self {
+            Self::Layout(_) => StoreError::Layout { reference, source },
+            Self::Registry { .. } => StoreError::Invalid { reference, source },
         }
     }
 
@@ -298,9 +305,22 @@ impl ImageStore {
         content: &ImageContent,
         progress: Arc<dyn Progress>,
     ) -> Result<String, StoreError> {
+        self.write_gated(content, progress, async { Ok(()) }).await
+    }
+
+    /// Like [`Self::write`], with `gate` (a check of the content, such as
+    /// its validation) run beside the transfer: blobs go up while it runs,
+    /// and nothing names the image (no manifest, no tag) unless it passes.
+    pub async fn write_gated(
+        &self,
+        content: &ImageContent,
+        progress: Arc<dyn Progress>,
+        gate: impl Future<Output = Result<(), StoreError>>,
+    ) -> Result<String, StoreError> {
         let reference = self.reference().to_string();
         match self {
             Self::Layout(l) => {
+                gate.await?;
                 let tag = l.tag_or_default();
                 layout::write_image(&l.dir, tag, &content.top, &content.blobs(), true)
                     .map_err(|source| StoreError::Write { reference, source })?;
@@ -310,10 +330,25 @@ impl ImageStore {
                     content.top.digest
                 ))
             }
-            Self::Registry { reg, at } => transfer::push(reg, at, content, progress)
-                .await
-                .map(|p| p.pinned)
-                .map_err(|source| StoreError::Push { reference, source }),
+            Self::Registry { reg, at } => {
+                let blobs = async {
+                    transfer::push_blobs(reg, at, content, progress)
+                        .await
+                        .map_err(|source| StoreError::Push {
+                            reference: reference.clone(),
+                            source,
+                        })
+                };
+                let (blobs, gate) = futures_util::join!(blobs, gate);
+                // The check's verdict first: a blob that failed to go up
+                // matters less than content that must not be named.
+                gate?;
+                blobs?;
+                transfer::push_manifests(reg, at, content)
+                    .await
+                    .map(|p| p.pinned)
+                    .map_err(|source| StoreError::Push { reference, source })
+            }
         }
     }
 

@@ -103,6 +103,18 @@ pub async fn push(
     content: &ImageContent,
     progress: Arc<dyn Progress>,
 ) -> Result<Pushed, TransferError> {
+    push_blobs(reg, r, content, progress).await?;
+    push_manifests(reg, r, content).await
+}
+
+/// The first half of [`push`]: every blob that is not a manifest or index,
+/// concurrently (skipped when present, mounted when seen elsewhere).
+pub async fn push_blobs(
+    reg: &Registry,
+    r: &RegistryRef,
+    content: &ImageContent,
+    progress: Arc<dyn Progress>,
+) -> Result<(), TransferError> {
     let top = &content.top;
     if let Some(pinned) = &r.digest
         && pinned != &top.digest
@@ -120,6 +132,18 @@ pub async fn push(
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
+    Ok(())
+}
+
+/// The second half of [`push`]: the manifests, the top one (under the tag,
+/// if any) last, once every blob is there.
+pub async fn push_manifests(
+    reg: &Registry,
+    r: &RegistryRef,
+    content: &ImageContent,
+) -> Result<Pushed, TransferError> {
+    let top = &content.top;
+    let blob = |d: &Descriptor| content.blob(&d.digest).unwrap_or_default();
     for d in content.descriptors() {
         if is_document(d) && d.digest != top.digest {
             reg.put_manifest(r, &d.digest.to_string(), d, blob(d))

@@ -118,7 +118,15 @@ pub fn build_layer(file_name: &str, object: &[u8], mtime: u64) -> Result<Layer, 
 /// depth. Other files are ignored with a warning; links, devices and paths
 /// that leave the archive are refused; several eBPF objects are ambiguous.
 pub fn read_layer(blob: &[u8]) -> Result<LayerContents, LayerError> {
-    let mut tar = Vec::new();
+    // gzip's trailer gives the uncompressed size (mod 2^32): reserve it, up
+    // to the limit, rather than growing (and copying) the buffer as it fills.
+    let isize = blob
+        .len()
+        .checked_sub(4)
+        .and_then(|at| blob.get(at..))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes);
+    let mut tar = Vec::with_capacity((isize as usize).min(MAX_OBJECT_SIZE as usize + 1));
     GzDecoder::new(blob)
         .take(MAX_OBJECT_SIZE + 1)
         .read_to_end(&mut tar)
@@ -130,9 +138,11 @@ pub fn read_layer(blob: &[u8]) -> Result<LayerContents, LayerError> {
     }
     let diff_id = Digest::of(&tar);
     let mut archive = tar::Archive::new(tar.as_slice());
-    let mut files = Vec::new();
+    // Each file as its path and where its bytes lie in the tar: the object
+    // is cut out of the tar in the end, never copied per file.
+    let mut files: Vec<(String, std::ops::Range<usize>)> = Vec::new();
     for entry in archive.entries().map_err(LayerError::Tar)? {
-        let mut entry = entry.map_err(LayerError::Tar)?;
+        let entry = entry.map_err(LayerError::Tar)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
         if matches!(kind, tar::EntryType::XGlobalHeader) {
@@ -151,24 +161,34 @@ pub fn read_layer(blob: &[u8]) -> Result<LayerContents, LayerError> {
         if path.is_empty() {
             return Err(LayerError::Traversal { path: raw });
         }
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).map_err(LayerError::Tar)?;
-        files.push((path, data));
+        let range = usize::try_from(entry.raw_file_position())
+            .ok()
+            .zip(usize::try_from(entry.size()).ok())
+            .and_then(|(start, len)| Some(start..start.checked_add(len)?))
+            .filter(|r| r.end <= tar.len())
+            .ok_or_else(|| {
+                LayerError::Tar(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("entry '{raw}' runs past the end of the archive"),
+                ))
+            })?;
+        files.push((path, range));
     }
-    pick_object(files, diff_id)
+    pick_object(tar, files, diff_id)
 }
 
 /// The one eBPF ELF among `files`. When there is none, a lone file (or a
 /// lone `.o`) is still returned, so the object check says what is wrong
 /// with it.
 fn pick_object(
-    mut files: Vec<(String, Vec<u8>)>,
+    mut tar: Vec<u8>,
+    mut files: Vec<(String, std::ops::Range<usize>)>,
     diff_id: Digest,
 ) -> Result<LayerContents, LayerError> {
     if files.is_empty() {
         return Err(LayerError::Empty);
     }
-    let is_bpf = |data: &[u8]| crate::elf::identify(data).is_ok();
+    let is_bpf = |r: &std::ops::Range<usize>| crate::elf::identify(&tar[r.clone()]).is_ok();
     let candidates: Vec<usize> = (0..files.len()).filter(|&i| is_bpf(&files[i].1)).collect();
     let chosen = match candidates.as_slice() {
         [one] => *one,
@@ -193,7 +213,10 @@ fn pick_object(
             });
         }
     };
-    let (file_name, object) = files.remove(chosen);
+    let (file_name, range) = files.remove(chosen);
+    tar.truncate(range.end);
+    tar.drain(..range.start);
+    let object = tar;
     let mut warnings = Vec::new();
     let shown = crate::text::printable(&file_name).into_owned();
     if file_name.contains('/') {

@@ -537,3 +537,26 @@ fn every_upstream_shape_loads_and_counts_packets() {
         host.assert_clean();
     }
 }
+
+/// A copy validates the image while its blobs go up; one that fails is
+/// never named at the destination (no manifest, no tag).
+#[test]
+fn an_invalid_image_is_never_named_at_the_destination() {
+    let Some(reg) = TestRegistry::plain("an_invalid_image_is_never_named_at_the_destination")
+    else {
+        return;
+    };
+    let dir = TempDir::new().expect("tmp");
+    let mut l = Layout::new(&dir.path().join("bad"));
+    let ghost = json!({"io.ebpf.programs": r#"{"ghost":"xdp"}"#});
+    let el = object("xdp_counter.bpfel.o");
+    let top = image_for(&l, "amd64", &ghost, &[("xdp_counter.o", &el)], Flavour::Oci);
+    let r = l.tag("ghost", top);
+    image(&["push", &r, &reg.repo("bad/xdp:v1")]).fails_with("the labels list program 'ghost'");
+    assert_eq!(
+        reg.count("PUT", "/v2/bad/xdp/manifests/"),
+        0,
+        "{}",
+        reg.log()
+    );
+}
