@@ -187,6 +187,21 @@ fn a_fleet_converges_rolls_forward_rolls_back_and_restores() {
             .success()
     );
     assert!(m.host.listed().is_empty(), "bpffs lost, the state forgets");
+    // The kernel frees a link whose last pin went in deferred work; a real
+    // reboot starts with the interface clean, so wait for that here.
+    let mut clean = false;
+    for _ in 0..100 {
+        if !m.ns.link_show("veth1").contains("prog/xdp") {
+            clean = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        clean,
+        "the unpinned link still holds veth1: {}",
+        m.ns.link_show("veth1")
+    );
     m.run_in(&policy, &["apply", "-f", &file.display().to_string()])
         .ok();
     let p = m.counter_program();
