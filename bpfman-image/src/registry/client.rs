@@ -283,11 +283,7 @@ impl Registry {
         let mut resp = req.send().await.map_err(|e| self.reqwest_error(what, e))?;
         let status = resp.status();
         if !status.is_success() {
-            let challenge = resp
-                .headers()
-                .contains_key(reqwest::header::WWW_AUTHENTICATE);
-            let body = read_bounded(&mut resp, 4096).await.unwrap_or_default();
-            return Err(self.status_error(r, what, false, status.as_u16(), challenge, &body));
+            return Err(self.response_error(r, what, false, resp).await);
         }
         let limit = MAX_DOCUMENT_SIZE as u64;
         if let Some(len) = resp.content_length()
@@ -361,6 +357,23 @@ impl Registry {
             },
             bytes,
         })
+    }
+
+    /// The error for a response with an unexpected status: its challenge
+    /// (if any) and the start of its body say what went wrong.
+    pub(super) async fn response_error(
+        &self,
+        r: &RegistryRef,
+        what: &str,
+        push: bool,
+        mut resp: reqwest::Response,
+    ) -> RegistryError {
+        let status = resp.status().as_u16();
+        let challenge = resp
+            .headers()
+            .contains_key(reqwest::header::WWW_AUTHENTICATE);
+        let body = read_bounded(&mut resp, 4096).await.unwrap_or_default();
+        self.status_error(r, what, push, status, challenge, &body)
     }
 
     /// Fetches a blob, checking size while streaming and digest at the end.

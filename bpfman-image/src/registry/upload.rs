@@ -302,18 +302,11 @@ impl Registry {
         what: &str,
         expected: &[u16],
     ) -> Result<reqwest::Response, RegistryError> {
-        let mut resp = req.send().await.map_err(|e| self.reqwest_error(what, e))?;
-        let status = resp.status().as_u16();
-        if expected.contains(&status) {
+        let resp = req.send().await.map_err(|e| self.reqwest_error(what, e))?;
+        if expected.contains(&resp.status().as_u16()) {
             return Ok(resp);
         }
-        let challenge = resp
-            .headers()
-            .contains_key(reqwest::header::WWW_AUTHENTICATE);
-        let body = client::read_bounded(&mut resp, 4096)
-            .await
-            .unwrap_or_default();
-        Err(self.status_error(r, what, true, status, challenge, &body))
+        Err(self.response_error(r, what, true, resp).await)
     }
 
     /// The upload session's next URL, from `Location` (absolute, or a path
