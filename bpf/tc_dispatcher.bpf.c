@@ -5,6 +5,10 @@
  * `ret + 1` of chain_call_actions[i]. When every enabled slot proceeds, it
  * returns TC_ACT_UNSPEC: under tcx that is TCX_NEXT, so other tcx programs
  * on the hook still run.
+ *
+ * Each stub calls bpf_skb_pull_data(skb, 0) so that the kernel counts it as
+ * changing packet data, as the XDP dispatcher's stubs do (see there): a
+ * program that changes packet data may then replace it on Linux 6.13+.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -19,6 +23,7 @@ __attribute__((noinline)) int prog0(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -28,6 +33,7 @@ __attribute__((noinline)) int prog1(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -37,6 +43,7 @@ __attribute__((noinline)) int prog2(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -46,6 +53,7 @@ __attribute__((noinline)) int prog3(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -55,6 +63,7 @@ __attribute__((noinline)) int prog4(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -64,6 +73,7 @@ __attribute__((noinline)) int prog5(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -73,6 +83,7 @@ __attribute__((noinline)) int prog6(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -82,6 +93,7 @@ __attribute__((noinline)) int prog7(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -91,6 +103,7 @@ __attribute__((noinline)) int prog8(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 
@@ -100,6 +113,7 @@ __attribute__((noinline)) int prog9(struct __sk_buff *skb)
 
 	if (!skb)
 		return TC_ACT_SHOT;
+	bpf_skb_pull_data(skb, 0);
 	return ret;
 }
 

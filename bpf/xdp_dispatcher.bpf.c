@@ -6,6 +6,12 @@
  * chain_call_actions[i] is set (the program's proceed-on actions). The
  * configuration is read-only data set before load, so the verifier prunes
  * the slots that are not enabled.
+ *
+ * Each stub calls bpf_xdp_adjust_tail(ctx, 0), a no-op, so that the kernel
+ * counts it as changing packet data: Linux 6.13 (and stable kernels that
+ * took the change) lets an extension that changes packet data replace only
+ * such a function. A stub never runs on traffic: a slot is enabled only
+ * with its program attached over it.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -19,6 +25,7 @@ __attribute__((noinline)) int prog0(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -28,6 +35,7 @@ __attribute__((noinline)) int prog1(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -37,6 +45,7 @@ __attribute__((noinline)) int prog2(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -46,6 +55,7 @@ __attribute__((noinline)) int prog3(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -55,6 +65,7 @@ __attribute__((noinline)) int prog4(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -64,6 +75,7 @@ __attribute__((noinline)) int prog5(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -73,6 +85,7 @@ __attribute__((noinline)) int prog6(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -82,6 +95,7 @@ __attribute__((noinline)) int prog7(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -91,6 +105,7 @@ __attribute__((noinline)) int prog8(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
@@ -100,6 +115,7 @@ __attribute__((noinline)) int prog9(struct xdp_md *ctx)
 
 	if (!ctx)
 		return XDP_ABORTED;
+	bpf_xdp_adjust_tail(ctx, 0);
 	return ret;
 }
 
