@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Dispatcher benchmark, in the VM tier (the host kernel refuses freplace):
-# per-packet cost by BPF_PROG_TEST_RUN (bpftool prog run ... repeat) of
-# xdp_pass alone, through our XDP dispatcher with 1, 5 and 10 programs, and
-# through libxdp's dispatcher (xdp-loader) with the same programs, all in
-# one VM run; and the time to add the 10th program. Timings under TCG are
-# emulated: read the ratios.
+# Dispatcher benchmark, in the VM tier (the host kernel refuses freplace).
+# Per-packet cost by BPF_PROG_TEST_RUN (bpftool prog run ... repeat) of what
+# is on each hook: xdp_pass alone; our chains of 1, 2, 5 and 10 programs
+# (one alone, then a dispatcher); libxdp's (xdp-loader) with the same
+# object; and the time to add the 2nd, 5th and 10th program, ours and
+# xdp-loader's. Every chain exists at once on its own veth, the rows are
+# interleaved round by round, each figure is a median with its spread, and
+# each chain is checked to hold the programs its row names (our list,
+# xdp-loader status). Timings under TCG are emulated: read the ratios.
 #
 #   sudo benches/dispatcher.sh
+#   sudo BENCH_ROUNDS=9 BENCH_ADD_ROUNDS=5 BENCH_REPEAT=200000 benches/dispatcher.sh
 #
-# Needs root, qemu-system-x86, busybox-static, cpio, bpftool, xdp-tools
-# (for the libxdp rows), and tests/vm/prepare.sh's 6.12 kernel.
+# Needs root, qemu-system-x86, busybox-static, cpio, bpftool, xdp-tools,
+# and tests/vm/prepare.sh's 6.12 kernel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/vm/prepare.sh 6.12 >/dev/null

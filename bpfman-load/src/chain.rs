@@ -94,14 +94,23 @@ pub struct SlotAttachment {
     pub proceed_on: Vec<String>,
     /// The dispatcher record's key.
     pub key: String,
+    /// The program is the chain's only one and runs alone on the hook,
+    /// without a dispatcher: its verdict is final.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alone: bool,
 }
 
 impl fmt::Display for SlotAttachment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} dispatcher {}{} priority {} proceed-on {}",
+            "{} {} {}{} priority {} proceed-on {}",
             self.hook.name(),
+            if self.alone {
+                "chain (alone, no dispatcher)"
+            } else {
+                "dispatcher"
+            },
             self.interface,
             crate::attach::tc::in_ns(&self.netns),
             self.priority,
@@ -121,9 +130,11 @@ pub struct Plan {
     pub leaving: Option<Slot>,
 }
 
-/// The current revision's own pins: what any change retires.
+/// The current revision's own pins: what any change retires. A program
+/// running alone has none: the hook's link stays, and the program's own
+/// pin is its record's.
 fn current_pins(current: &DispatcherRecord) -> Vec<PathBuf> {
-    if current.revision == 0 {
+    if current.revision == 0 || current.alone {
         return Vec::new();
     }
     std::iter::once(current.program.clone())
@@ -170,7 +181,9 @@ pub fn plan_remove(current: &DispatcherRecord, program: u32) -> Result<Plan> {
         .cloned()
         .collect();
     let mut retiring = current_pins(current);
-    retiring.push(leaving.ext.clone());
+    if leaving.has_extension() {
+        retiring.push(leaving.ext.clone());
+    }
     Ok(Plan {
         slots,
         retiring,
@@ -248,6 +261,15 @@ pub struct Joining<'a> {
     pub object: &'a [u8],
 }
 
+/// The bytes a program of ours was loaded from (verified again), for a
+/// program that ran alone and now moves into a dispatcher.
+pub type ObjectOf<'a> = &'a dyn Fn(&ProgramRecord) -> Result<Vec<u8>>;
+
+/// For changes that never move a lone program into a dispatcher.
+fn no_object(r: &ProgramRecord) -> Result<Vec<u8>> {
+    bail!("program {} has no extension to re-attach", r.id)
+}
+
 /// The dispatcher chains of one state root.
 #[derive(Debug)]
 pub struct Chain<'a, K: Kernel> {
@@ -275,6 +297,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
                 .unwrap_or_else(|| req.hook.default_proceed_on()),
             ext: dir.join(format!("ext-{}", record.id)),
             ext_id: 0,
+            link_id: 0,
         }
     }
 
@@ -285,6 +308,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
         req: &ChainRequest,
         old: u32,
         joining: Joining<'_>,
+        object: ObjectOf<'_>,
     ) -> Result<LinkRecord> {
         let at = self
             .kernel
@@ -296,7 +320,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
             .ok_or_else(|| anyhow!("no dispatcher {key} in the state"))?;
         let slot = Self::slot(req, joining, &self.fs.dispatcher(&key));
         let plan = plan_replace(&current, old, slot)?;
-        self.rebuild(&current, plan, Some(joining), req.xdp_mode)?
+        self.rebuild(&current, plan, Some(joining), object, req.xdp_mode)?
             .ok_or_else(|| anyhow!("the dispatcher vanished while replacing in it"))?;
         self.slot_link(joining.record.id, &key)
     }
@@ -312,7 +336,12 @@ impl<'a, K: Kernel> Chain<'a, K> {
 
     /// Adds a program to the dispatcher on a hook (making the dispatcher
     /// if there is none).
-    pub fn add(&self, req: &ChainRequest, joining: Joining<'_>) -> Result<LinkRecord> {
+    pub fn add(
+        &self,
+        req: &ChainRequest,
+        joining: Joining<'_>,
+        object: ObjectOf<'_>,
+    ) -> Result<LinkRecord> {
         let k = self.kernel;
         let at = k.interface(&req.interface, req.netns.as_deref())?;
         let key = key(req.hook, req.netns.as_deref(), at.ifindex);
@@ -330,6 +359,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
                 ifindex: at.ifindex,
                 netns: req.netns.clone(),
                 revision: 0,
+                alone: false,
                 program: PathBuf::new(),
                 program_id: 0,
                 attachment: if clsact {
@@ -343,11 +373,12 @@ impl<'a, K: Kernel> Chain<'a, K> {
                 slots: Vec::new(),
                 freplace: Vec::new(),
                 retiring: Vec::new(),
+                swapping: false,
             }
         });
         let plan = plan_add(Some(&base), slot, &req.interface)?;
         let done = self
-            .rebuild(&base, plan, Some(joining), req.xdp_mode)
+            .rebuild(&base, plan, Some(joining), object, req.xdp_mode)
             .map_err(|e| match e.downcast::<KernelError>() {
                 Ok(k) if k.not_supported() == Some(Feature::Freplace) => {
                     anyhow!(k.instead(req.hook.without_freplace()))
@@ -367,7 +398,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
             .dispatcher(key)?
             .ok_or_else(|| anyhow!("no dispatcher {key} in the state"))?;
         let plan = plan_remove(&current, program)?;
-        self.rebuild(&current, plan, None, XdpMode::Default)?;
+        self.rebuild(&current, plan, None, &no_object, XdpMode::Default)?;
         Ok(())
     }
 
@@ -380,14 +411,18 @@ impl<'a, K: Kernel> Chain<'a, K> {
         }
     }
 
-    /// Builds the next revision of a dispatcher with the plan's slots,
-    /// commits it, swaps it in, and retires the old one. With no slots,
-    /// the dispatcher goes.
+    /// Builds the next revision of a chain with the plan's slots, commits
+    /// it, swaps it onto the hook, and retires the old one. With no slots,
+    /// the chain goes; with one, on a link, the program runs alone (no
+    /// dispatcher); with more, a dispatcher runs them. `joining` gives the
+    /// newcomer's bytes; `object` those of a program that ran alone and
+    /// now needs an extension.
     pub fn rebuild(
         &self,
         current: &DispatcherRecord,
         plan: Plan,
         joining: Option<Joining<'_>>,
+        object: ObjectOf<'_>,
         mode: XdpMode,
     ) -> Result<Option<DispatcherRecord>> {
         let k = self.kernel;
@@ -396,80 +431,34 @@ impl<'a, K: Kernel> Chain<'a, K> {
                 .tear_down(current, plan.leaving.as_ref())
                 .map(|()| None);
         }
-        let hook = current.hook;
-        let revision = current.revision + 1;
         let top = self.fs.dispatcher(&current.key);
-        let dir = top.join(format!("rev-{revision}"));
         let mut undo = Undo::new(k);
-        k.create_dir(&dir)?;
-        undo.dir(&top);
-        let cfg = dispatcher::Config::for_slots(hook, &plan.slots).encode();
-        let program = dir.join("dispatcher");
-        let loaded = k.load_dispatcher(hook, &cfg, &program)?;
-        undo.pin(&program);
-
-        let mut slots = plan.slots;
-        let mut freplace = Vec::new();
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let link = dir.join(format!("slot{i}"));
-            match joining {
-                Some(j) if j.record.id == slot.program => {
-                    let bytes = sections::for_aya(j.object, &[j.record.name.as_str()])
-                        .context("cannot prepare the object for aya")?;
-                    let globals = j
-                        .record
-                        .globals
-                        .iter()
-                        .map(|g| parse_global(g))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| anyhow!("program {}'s recorded globals: {e}", j.record.id))?;
-                    let maps: Vec<(String, PathBuf)> = j
-                        .record
-                        .maps
-                        .iter()
-                        .map(|m| (m.name.clone(), m.pin.clone()))
-                        .collect();
-                    let spec = ExtensionSpec {
-                        bytes: &bytes,
-                        name: &j.record.name,
-                        globals: &globals,
-                        maps: &maps,
-                    };
-                    let ext = k.load_extension(hook, &spec, &program, i, &slot.ext, &link)?;
-                    undo.pin(&slot.ext);
-                    slot.ext_id = ext.id;
-                }
-                _ => {
-                    k.attach_extension(hook, &slot.ext, &program, i, &link)
-                        .with_context(|| {
-                            format!(
-                                "cannot attach program {} to prog{i} of the new dispatcher",
-                                slot.program
-                            )
-                        })?;
-                }
-            }
-            undo.pin(&link);
-            freplace.push(link);
-        }
-        let mut next = DispatcherRecord {
-            revision,
-            program,
-            program_id: loaded.id,
-            slots,
-            freplace,
-            retiring: plan.retiring,
-            ..current.clone()
+        let mut next = if plan.slots.len() == 1 && current.can_run_alone() {
+            k.create_dir(&top)?;
+            undo.dir(&top);
+            Self::alone(current, plan.slots, plan.retiring)
+        } else {
+            self.build(
+                current,
+                plan.slots,
+                plan.retiring,
+                joining,
+                object,
+                &mut undo,
+            )?
         };
         fault("dispatcher:built");
+        next.swapping = true;
         let programs = self.chain_links(&next, plan.leaving.as_ref())?;
         self.state.commit(&programs, &next.key, Some(&next))?;
         fault("dispatcher:committed");
         if let Err(e) = self.swap(&mut next, mode) {
-            // Put the old chain's records back, the joining program's
-            // without its slot; the hook still runs the old chain.
-            let joined = joining
-                .and_then(|j| next.slots.iter().find(|s| s.program == j.record.id))
+            // Put the old chain's records back, the newcomer's without its
+            // slot; the hook still runs the old chain.
+            let joined = next
+                .slots
+                .iter()
+                .find(|s| !current.slots.iter().any(|c| c.program == s.program))
                 .cloned();
             let restore = self.chain_links(current, joined.as_ref())?;
             let back = (current.revision > 0).then_some(current);
@@ -494,6 +483,149 @@ impl<'a, K: Kernel> Chain<'a, K> {
         Ok(Some(next))
     }
 
+    /// The next revision for a chain of one on a link: the program itself
+    /// goes on the hook. Nothing is loaded; an extension it had retires
+    /// with the old dispatcher.
+    fn alone(
+        current: &DispatcherRecord,
+        mut slots: Vec<Slot>,
+        retiring: Vec<PathBuf>,
+    ) -> DispatcherRecord {
+        let mut retiring = retiring;
+        let slot = &mut slots[0];
+        if slot.link_id == 0 {
+            slot.link_id = match (slot.ext_id, &current.attachment) {
+                (0, HookAttachment::Link { id, .. }) => *id,
+                (ext, _) => ext,
+            };
+        }
+        if slot.has_extension() {
+            retiring.push(slot.ext.clone());
+            slot.ext_id = 0;
+        }
+        DispatcherRecord {
+            revision: current.revision + 1,
+            alone: true,
+            program: PathBuf::new(),
+            program_id: 0,
+            slots,
+            freplace: Vec::new(),
+            retiring,
+            ..current.clone()
+        }
+    }
+
+    /// The next revision with a dispatcher: loaded with the slots'
+    /// configuration and pinned, each slot's extension attached to it
+    /// (loaded first where the program has none yet: the newcomer, and a
+    /// program that ran alone). What it pins, `undo` holds.
+    fn build(
+        &self,
+        current: &DispatcherRecord,
+        mut slots: Vec<Slot>,
+        retiring: Vec<PathBuf>,
+        joining: Option<Joining<'_>>,
+        object: ObjectOf<'_>,
+        undo: &mut Undo<'_, K>,
+    ) -> Result<DispatcherRecord> {
+        let k = self.kernel;
+        let hook = current.hook;
+        let revision = current.revision + 1;
+        let top = self.fs.dispatcher(&current.key);
+        let dir = top.join(format!("rev-{revision}"));
+        k.create_dir(&dir)?;
+        undo.dir(&top);
+        let cfg = dispatcher::Config::for_slots(hook, &slots).encode();
+        let program = dir.join("dispatcher");
+        let loaded = k.load_dispatcher(hook, &cfg, &program)?;
+        undo.pin(&program);
+
+        let mut freplace = Vec::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let link = dir.join(format!("slot{i}"));
+            if slot.has_extension() {
+                k.attach_extension(hook, &slot.ext, &program, i, &link)
+                    .with_context(|| {
+                        format!(
+                            "cannot attach program {} to prog{i} of the new dispatcher",
+                            slot.program
+                        )
+                    })?;
+            } else {
+                let fetched;
+                let j = match joining {
+                    Some(j) if j.record.id == slot.program => j,
+                    _ => {
+                        let record = record(self.state, slot.program)?;
+                        let bytes = object(&record)?;
+                        fetched = (record, bytes);
+                        Joining {
+                            record: &fetched.0,
+                            object: &fetched.1,
+                        }
+                    }
+                };
+                let ext = self.load_extension(hook, j, &program, i, &slot.ext, &link)?;
+                undo.pin(&slot.ext);
+                slot.ext_id = ext;
+                if slot.link_id == 0 {
+                    slot.link_id = ext;
+                }
+            }
+            undo.pin(&link);
+            freplace.push(link);
+        }
+        Ok(DispatcherRecord {
+            revision,
+            alone: false,
+            program,
+            program_id: loaded.id,
+            slots,
+            freplace,
+            retiring,
+            ..current.clone()
+        })
+    }
+
+    /// Loads `j`'s program as an extension of slot `i` of `dispatcher`,
+    /// with its recorded globals and its maps shared, pinned at `ext` and
+    /// attached by a link pinned at `link`. Returns the extension's id.
+    fn load_extension(
+        &self,
+        hook: ChainHook,
+        j: Joining<'_>,
+        dispatcher: &Path,
+        i: usize,
+        ext: &Path,
+        link: &Path,
+    ) -> Result<u32> {
+        let bytes = sections::for_aya(j.object, &[j.record.name.as_str()])
+            .context("cannot prepare the object for aya")?;
+        let globals = j
+            .record
+            .globals
+            .iter()
+            .map(|g| parse_global(g))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("program {}'s recorded globals: {e}", j.record.id))?;
+        let maps: Vec<(String, PathBuf)> = j
+            .record
+            .maps
+            .iter()
+            .map(|m| (m.name.clone(), m.pin.clone()))
+            .collect();
+        let spec = ExtensionSpec {
+            bytes: &bytes,
+            name: &j.record.name,
+            globals: &globals,
+            maps: &maps,
+        };
+        Ok(self
+            .kernel
+            .load_extension(hook, &spec, dispatcher, i, ext, link)?
+            .id)
+    }
+
     /// The program records with their link to this dispatcher as `d` has
     /// it (one per slot), and `leaving`'s link removed.
     fn chain_links(
@@ -509,9 +641,14 @@ impl<'a, K: Kernel> Chain<'a, K> {
             // The id users see is the extension program's: it stays the
             // same while the chain around it is rebuilt (the freplace
             // link under it is new with every revision).
+            let pin = if d.alone {
+                d.attachment.pin().cloned().unwrap_or_default()
+            } else {
+                d.freplace[i].clone()
+            };
             r.links.push(LinkRecord {
-                id: slot.ext_id,
-                pin: d.freplace[i].clone(),
+                id: slot.shown_id(),
+                pin,
                 attachment: Attachment::Dispatcher(SlotAttachment {
                     hook: d.hook,
                     interface: d.interface.clone(),
@@ -522,6 +659,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
                         .map(String::from)
                         .collect(),
                     key: d.key.clone(),
+                    alone: d.alone,
                 }),
                 attached_at: crate::cache::now(),
             });
@@ -537,23 +675,44 @@ impl<'a, K: Kernel> Chain<'a, K> {
         Ok(out)
     }
 
-    /// Points the hook at `d`'s dispatcher: one update of the existing
-    /// link or filter (atomic for traffic), or a new one for a new
-    /// dispatcher, recorded at once.
+    /// The program `d` puts on its hook: its dispatcher, or the program
+    /// running alone (`None` when that program's record is gone).
+    fn on_hook(&self, d: &DispatcherRecord) -> Result<Option<PathBuf>> {
+        if !d.alone {
+            return Ok(Some(d.program.clone()));
+        }
+        let Some(slot) = d.slots.first() else {
+            return Ok(None);
+        };
+        Ok(self.state.get(slot.program)?.map(|r| r.pin))
+    }
+
+    /// Points the hook at `d`'s dispatcher (or its lone program): one
+    /// update of the existing link or filter (atomic for traffic), or a
+    /// new one for a new chain, recorded at once.
     fn swap(&self, d: &mut DispatcherRecord, mode: XdpMode) -> Result<()> {
         let k = self.kernel;
         let at = Self::interface(d);
+        let program = self
+            .on_hook(d)?
+            .ok_or_else(|| anyhow!("the program of chain {} has no record", d.key))?;
         match &d.attachment {
             HookAttachment::Link { pin, .. } if k.is_pinned(pin) => {
-                k.update_link(d.hook, pin, &d.program)?;
+                k.update_link(d.hook, pin, &program)?;
             }
             HookAttachment::Link { pin, .. } => {
                 let pin = pin.clone();
-                let id = k.attach_dispatcher(d.hook, &d.program, &at, mode, &pin)?;
+                let id = k.attach_dispatcher(d.hook, &program, &at, mode, &pin)?;
                 let mut undo = Undo::new(k);
                 undo.pin(&pin);
                 d.attachment = HookAttachment::Link { pin, id };
-                self.state.commit(&[], &d.key, Some(d))?;
+                // A program that joined alone is known by the link's id.
+                let mut programs = Vec::new();
+                if d.alone && d.slots[0].link_id == 0 {
+                    d.slots[0].link_id = id;
+                    programs = self.chain_links(d, None)?;
+                }
+                self.state.commit(&programs, &d.key, Some(d))?;
                 undo.commit();
             }
             HookAttachment::Clsact { filter } => {
@@ -568,8 +727,9 @@ impl<'a, K: Kernel> Chain<'a, K> {
         Ok(())
     }
 
-    /// Removes the pins of the replaced revision.
+    /// Removes the pins of the replaced revision; the change is done.
     fn retire(&self, d: &mut DispatcherRecord) -> Result<()> {
+        d.swapping = false;
         for p in d.retiring.drain(..) {
             self.kernel.unpin(&p)?;
             if let Some(dir) = p.parent() {
@@ -614,7 +774,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
         let k = self.kernel;
         let mut done = Vec::new();
         for mut d in self.state.dispatchers()? {
-            if !k.is_pinned(&d.program) {
+            if !self.on_hook(&d)?.is_some_and(|p| k.is_pinned(&p)) {
                 let mut programs = Vec::new();
                 for s in &d.slots {
                     if let Some(mut r) = self.state.get(s.program)? {
@@ -638,7 +798,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
                 HookAttachment::Link { pin, .. } => !k.is_pinned(pin),
                 HookAttachment::Clsact { filter } => filter.is_none(),
             };
-            if !d.retiring.is_empty() || unattached {
+            if !d.retiring.is_empty() || unattached || d.swapping {
                 self.swap(&mut d, XdpMode::Default)?;
                 self.retire(&mut d)?;
                 done.push(format!(

@@ -70,7 +70,7 @@ impl ChainHook {
     pub fn without_freplace(self) -> &'static str {
         match self {
             Self::Xdp => {
-                "On this kernel use 'attach ID xdp --exclusive' (one XDP program owns the interface)."
+                "Without freplace an interface's XDP hook runs one program, alone: detach the one there first, or use 'attach ID xdp --exclusive' on a free interface."
             }
             Self::TcIngress | Self::TcEgress => {
                 "On this kernel use 'attach ID tcx' (tcx orders many TC programs natively, Linux 6.6+)."
@@ -242,9 +242,31 @@ pub struct Slot {
     /// The chain_call_actions bitmap, without the stub bit.
     pub proceed_on: u32,
     /// The extension program: the user's program loaded as
-    /// BPF_PROG_TYPE_EXT, pinned, re-attached to every revision.
+    /// BPF_PROG_TYPE_EXT, pinned, re-attached to every revision; `ext_id`
+    /// is 0 while the program runs alone on the hook (no extension).
     pub ext: PathBuf,
     pub ext_id: u32,
+    /// The attachment's id as users see it, fixed when the program joined
+    /// the chain: its extension's id, or the hook link's when it joined
+    /// alone. 0 in records that predate it (the extension's id is shown).
+    #[serde(default)]
+    pub link_id: u32,
+}
+
+impl Slot {
+    /// The id `list` shows and `detach` takes for this slot.
+    pub fn shown_id(&self) -> u32 {
+        if self.link_id != 0 {
+            self.link_id
+        } else {
+            self.ext_id
+        }
+    }
+
+    /// Whether the slot's extension is loaded (and pinned at `ext`).
+    pub fn has_extension(&self) -> bool {
+        self.ext_id != 0
+    }
 }
 
 /// Orders slots: ascending priority, then program name, then our program
@@ -266,7 +288,12 @@ pub struct DispatcherRecord {
     pub netns: Option<PathBuf>,
     /// Bumped by every change.
     pub revision: u64,
-    /// This revision's dispatcher program.
+    /// A chain of one on a link hook: the program itself is on the hook,
+    /// with no dispatcher in front of it (and no `program`, no extension,
+    /// no `freplace`). Its verdict is final.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alone: bool,
+    /// This revision's dispatcher program (empty when `alone`).
     pub program: PathBuf,
     pub program_id: u32,
     /// How the dispatcher sits on its hook.
@@ -277,6 +304,10 @@ pub struct DispatcherRecord {
     /// Pins of the revision being replaced: removed once the swap is done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring: Vec<PathBuf>,
+    /// Committed, and maybe not yet on the hook: the next run swaps it in
+    /// (a change with nothing to retire needs this to be finished).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swapping: bool,
 }
 
 /// How a dispatcher is attached to its hook.
@@ -317,6 +348,8 @@ struct StoredDispatcher {
     #[serde(default)]
     netns: Option<PathBuf>,
     revision: u64,
+    #[serde(default)]
+    alone: bool,
     program: PathBuf,
     program_id: u32,
     #[serde(default)]
@@ -333,6 +366,8 @@ struct StoredDispatcher {
     freplace: Vec<PathBuf>,
     #[serde(default)]
     retiring: Vec<PathBuf>,
+    #[serde(default)]
+    swapping: bool,
 }
 
 impl From<StoredDispatcher> for DispatcherRecord {
@@ -352,12 +387,14 @@ impl From<StoredDispatcher> for DispatcherRecord {
             ifindex: s.ifindex,
             netns: s.netns,
             revision: s.revision,
+            alone: s.alone,
             program: s.program,
             program_id: s.program_id,
             attachment,
             slots: s.slots,
             freplace: s.freplace,
             retiring: s.retiring,
+            swapping: s.swapping,
         }
     }
 }
@@ -371,11 +408,26 @@ pub struct TcFilter {
 
 impl DispatcherRecord {
     pub fn pins(&self) -> impl Iterator<Item = &PathBuf> {
-        std::iter::once(&self.program)
+        (!self.alone)
+            .then_some(&self.program)
+            .into_iter()
             .chain(self.attachment.pin())
-            .chain(self.slots.iter().map(|s| &s.ext))
+            .chain(
+                self.slots
+                    .iter()
+                    .filter(|s| s.has_extension())
+                    .map(|s| &s.ext),
+            )
             .chain(&self.freplace)
             .chain(&self.retiring)
+    }
+
+    /// Whether a chain of one here runs without a dispatcher: on a link
+    /// (XDP or tcx), which can be pointed at the program itself and later
+    /// at a dispatcher in one atomic update. A classic clsact filter keeps
+    /// the dispatcher.
+    pub fn can_run_alone(&self) -> bool {
+        matches!(self.attachment, HookAttachment::Link { .. })
     }
 }
 
@@ -395,6 +447,7 @@ mod tests {
             proceed_on: 0,
             ext: PathBuf::new(),
             ext_id: 0,
+            link_id: 0,
         }
     }
 

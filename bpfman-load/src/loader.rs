@@ -264,7 +264,7 @@ impl<K: Kernel> Loader<K> {
         &self,
         id: u32,
         request: &AttachRequest,
-        object: impl FnOnce(&ProgramRecord) -> Result<Vec<u8>>,
+        object: impl Fn(&ProgramRecord) -> Result<Vec<u8>>,
     ) -> Result<LinkRecord> {
         let k = &self.kernel;
         let mut record = self.record(id)?;
@@ -282,6 +282,7 @@ impl<K: Kernel> Loader<K> {
                         record: &record,
                         object: &bytes,
                     },
+                    &object,
                 );
             }
             Route::Direct(target, attachment) => (target, attachment),
@@ -313,7 +314,7 @@ impl<K: Kernel> Loader<K> {
         from: u32,
         to: u32,
         request: &AttachRequest,
-        object: impl FnOnce(&ProgramRecord) -> Result<Vec<u8>>,
+        object: impl Fn(&ProgramRecord) -> Result<Vec<u8>>,
     ) -> Result<Option<LinkRecord>> {
         let k = &self.kernel;
         let mut old = self.record(from)?;
@@ -339,7 +340,7 @@ impl<K: Kernel> Loader<K> {
                     record: &new,
                     object: &bytes,
                 };
-                self.chain().replace(&req, from, joining).map(Some)
+                self.chain().replace(&req, from, joining, &object).map(Some)
             }
             Route::Direct(_, attachment) => {
                 let Some((pos, hook)) = old

@@ -18,3 +18,4 @@ mod registry_harness;
 mod signing;
 mod upstream;
 mod vm;
+mod vmbench;

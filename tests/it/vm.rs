@@ -114,12 +114,27 @@ mount -t tracefs tracefs /sys/kernel/tracing
 for m in /lib/modules/*.ko; do insmod "$m" || echo "insmod $m failed"; done
 ip link set dev lo up
 export BPFMAN_IN_VM=1 BPFMAN_TEST_NO_SKIP=1 RUST_BACKTRACE=1 HOME=/tmp
+@ENV@
 echo "BPFMAN-VM-START $(uname -r)"
 cd @REPO@
 @TEST@ --ignored --test-threads=1 @FILTER@
 echo "BPFMAN-VM-EXIT=$?"
 poweroff -f
 "#;
+
+/// The host's `BENCH_*` settings (numbers: rounds, repeats), passed on to
+/// the benchmarks in the guest.
+fn bench_env() -> String {
+    std::env::vars()
+        .filter(|(k, v)| {
+            k.starts_with("BENCH_")
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !v.is_empty()
+                && v.chars().all(|c| c.is_ascii_digit())
+        })
+        .map(|(k, v)| format!("export {k}={v}\n"))
+        .collect()
+}
 
 /// Boots the VM on kernel `line` and runs the guest tests matching
 /// `filter` (a libtest filter over this binary's tests) in it.
@@ -159,7 +174,8 @@ pub fn run_guest(line: &str, filter: &str, timeout: Duration) -> GuestRun {
     let init = INIT
         .replace("@REPO@", &repo_root().display().to_string())
         .replace("@TEST@", &exe.display().to_string())
-        .replace("@FILTER@", filter);
+        .replace("@FILTER@", filter)
+        .replace("@ENV@", &bench_env());
     let init_path = root.join("init");
     fs::write(&init_path, init).expect("init");
     fs::set_permissions(&init_path, fs::Permissions::from_mode(0o755)).expect("chmod");

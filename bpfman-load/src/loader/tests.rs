@@ -72,8 +72,17 @@ impl Rig {
         let w = self.fake.world();
         for d in &dispatchers {
             assert!(d.retiring.is_empty(), "{} has pins to retire", d.key);
+            assert!(!d.swapping, "{} is not on its hook yet", d.key);
             let hook = format!("{}@{}", d.hook.name(), d.ifindex);
-            assert_eq!(w.hooks.get(&hook), Some(&d.program_id), "{hook} runs {d:?}");
+            // A chain of one runs its program alone, without a dispatcher.
+            let runs = if d.alone {
+                assert_eq!(d.slots.len(), 1, "{d:?}");
+                assert!(d.freplace.is_empty() && d.slots[0].ext_id == 0, "{d:?}");
+                d.slots[0].program
+            } else {
+                d.program_id
+            };
+            assert_eq!(w.hooks.get(&hook), Some(&runs), "{hook} runs {d:?}");
         }
         for r in &records {
             for link in &r.links {
@@ -384,6 +393,7 @@ fn slot(program: u32, name: &str, priority: i32) -> Slot {
         proceed_on: 4,
         ext: PathBuf::from(format!("/d/ext-{program}")),
         ext_id: program + 1000,
+        link_id: program + 1000,
     }
 }
 
@@ -396,6 +406,7 @@ fn the_rebuild_plan_orders_slots_and_retires_the_old_revision() {
         ifindex: 7,
         netns: None,
         revision: 0,
+        alone: false,
         program: PathBuf::new(),
         program_id: 0,
         attachment: HookAttachment::Link {
@@ -405,6 +416,7 @@ fn the_rebuild_plan_orders_slots_and_retires_the_old_revision() {
         slots: Vec::new(),
         freplace: Vec::new(),
         retiring: Vec::new(),
+        swapping: false,
     };
     // A new chain retires nothing.
     let p = plan_add(Some(&d), slot(1, "b", 20), "veth1").expect("plan");
@@ -465,11 +477,10 @@ fn a_chain_is_rebuilt_in_priority_order_and_swapped_atomically() {
         let d = l.state().dispatchers().expect("d").remove(0);
         dispatchers.push(d.program_id);
         rig.assert_consistent(&l);
-        assert_eq!(
-            rig.fake.world().hooks.get("xdp@7"),
-            Some(&d.program_id),
-            "the hook runs the newest revision"
-        );
+        // The first runs alone; from the second on, the newest revision.
+        let runs = if d.alone { *id } else { d.program_id };
+        assert_eq!(d.alone, *id == ids[0], "{d:?}");
+        assert_eq!(rig.fake.world().hooks.get("xdp@7"), Some(&runs));
     }
     let d = l.state().dispatchers().expect("d").remove(0);
     assert_eq!(d.revision, 3);
@@ -501,6 +512,135 @@ fn a_chain_is_rebuilt_in_priority_order_and_swapped_atomically() {
     assert!(l.state().dispatchers().expect("d").is_empty());
     assert!(rig.fake.world().hooks.is_empty(), "the hook is clean");
     assert!(rig.fake.pins(l.bpffs().root()).expect("pins").is_empty());
+}
+
+/// A lone program runs without a dispatcher; a second one brings the
+/// dispatcher in with one update of the hook's link, and the chain
+/// dropping back to one swaps the program itself back in. Nothing is
+/// reloaded but the first program's extension, and the ids users hold
+/// stay valid across both swaps.
+#[test]
+fn a_lone_program_runs_without_a_dispatcher_and_crosses_to_two_and_back() {
+    let rig = Rig::new();
+    let l = rig.loader();
+    let [a, b] = [0, 1].map(|_| rig.load(&l, "xdp_counter.bpfel.o")[0].id);
+    let log_from = |start: usize| rig.fake.world().log[start..].join("\n");
+
+    let start = rig.fake.world().log.len();
+    let la = l.attach(a, &xdp(10), object).expect("alone");
+    let log = log_from(start);
+    assert!(
+        !log.contains("load_dispatcher") && !log.contains("load_extension"),
+        "{log}"
+    );
+    let d = l.state().dispatchers().expect("d").remove(0);
+    assert!(d.alone && d.program_id == 0, "{d:?}");
+    assert_eq!(rig.fake.world().hooks.get("xdp@7"), Some(&a));
+    let HookAttachment::Link { id: hook_link, .. } = d.attachment else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        la.id, hook_link,
+        "a lone program is known by the hook's link"
+    );
+    rig.assert_consistent(&l);
+
+    // 1 -> 2: one dispatcher, two extensions (a's first), one update.
+    let start = rig.fake.world().log.len();
+    let lb = l.attach(b, &xdp(20), object).expect("second");
+    let log = log_from(start);
+    assert_eq!(log.matches("load_dispatcher").count(), 1, "{log}");
+    assert_eq!(log.matches("load_extension").count(), 2, "{log}");
+    assert_eq!(log.matches("update_link").count(), 1, "{log}");
+    assert!(!log.contains("attach_dispatcher"), "{log}");
+    let d = l.state().dispatchers().expect("d").remove(0);
+    assert!(!d.alone);
+    assert_eq!(rig.fake.world().hooks.get("xdp@7"), Some(&d.program_id));
+    let ids = |p: u32| -> Vec<u32> { l.record(p).expect("r").links.iter().map(|k| k.id).collect() };
+    assert_eq!(ids(a), [la.id], "a keeps the id it was given alone");
+    assert_eq!(ids(b), [lb.id]);
+    rig.assert_consistent(&l);
+
+    // 2 -> 1: a alone again, by its old id; the dispatcher and both
+    // extensions go, a's own program is not touched.
+    let start = rig.fake.world().log.len();
+    l.detach(lb.id).expect("detach b");
+    let log = log_from(start);
+    assert!(!log.contains("load_"), "{log}");
+    assert_eq!(log.matches("update_link").count(), 1, "{log}");
+    let d = l.state().dispatchers().expect("d").remove(0);
+    assert!(d.alone && d.slots[0].program == a, "{d:?}");
+    assert_eq!(rig.fake.world().hooks.get("xdp@7"), Some(&a));
+    assert!(rig.fake.is_pinned(&l.record(a).expect("a").pin));
+    assert_eq!(ids(a), [la.id]);
+    rig.assert_consistent(&l);
+    let pins = rig.fake.pin_set();
+    assert!(
+        !pins.iter().any(|p| p.to_string_lossy().contains("/rev-")),
+        "{pins:?}"
+    );
+
+    // And again, as often as it takes: the same link all along.
+    for _ in 0..3 {
+        let lb = l.attach(b, &xdp(20), object).expect("again");
+        l.detach(lb.id).expect("and out");
+    }
+    let log = rig.fake.world().log.join("\n");
+    assert_eq!(log.matches("attach_dispatcher").count(), 1, "{log}");
+    l.detach(la.id).expect("detach a");
+    assert!(rig.fake.world().hooks.is_empty());
+    assert!(l.state().dispatchers().expect("d").is_empty());
+    rig.assert_consistent(&l);
+}
+
+/// A crash at any step of either crossing (alone to two, two to alone)
+/// leaves, after reconciliation, the chain as it was or as it was going
+/// to be, consistent with the kernel.
+#[test]
+fn a_crash_at_any_step_across_the_lone_boundary_leaves_one_chain_or_the_other() {
+    for up in [true, false] {
+        let rig = Rig::new();
+        let l = rig.loader();
+        let [a, b] = [0, 1].map(|_| rig.load(&l, "xdp_counter.bpfel.o")[0].id);
+        l.attach(a, &xdp(10), object).expect("a");
+        if !up {
+            l.attach(b, &xdp(20), object).expect("b");
+        }
+        let (before, after) = if up {
+            (vec![a], vec![a, b])
+        } else {
+            (vec![a, b], vec![a])
+        };
+        for (n, how) in (1..).flat_map(|n| [(n, Failure::Crash), (n, Failure::CrashAfter)]) {
+            let crashed = crash_at(&rig, n, how, |l| {
+                if up {
+                    l.attach(b, &xdp(20), object).map(|_| ())
+                } else {
+                    let link = l.record(b).expect("b").links[0].id;
+                    l.detach(link).map(|_| ())
+                }
+            });
+            let l = rig.loader();
+            l.reconcile().expect("reconcile");
+            rig.assert_consistent(&l);
+            let d = l.state().dispatchers().expect("d").remove(0);
+            let now: Vec<u32> = d.slots.iter().map(|s| s.program).collect();
+            assert!(now == before || now == after, "step {n} {how:?}: {now:?}");
+            assert_eq!(d.alone, now.len() == 1, "step {n} {how:?}");
+            if !crashed {
+                assert_eq!(now, after);
+                break;
+            }
+            if now != before {
+                if up {
+                    let link = l.record(b).expect("b").links[0].id;
+                    l.detach(link).expect("back");
+                } else {
+                    l.attach(b, &xdp(20), object).expect("back");
+                }
+            }
+        }
+    }
 }
 
 /// Adds a third program to a chain of two, failing or crashing at step n.
@@ -701,14 +841,17 @@ fn tc_chains_use_clsact_where_the_kernel_has_no_tcx() {
     assert!(err.to_string().contains("Linux 6.6"), "{err}");
 }
 
+/// Without freplace there is no dispatcher: the first program on a hook
+/// runs alone, and a second is refused with advice for its type, leaving
+/// the first running and nothing else behind.
 #[test]
-fn a_kernel_without_freplace_gets_advice_for_the_program_type_and_keeps_nothing() {
+fn a_kernel_without_freplace_runs_one_program_alone_and_advises_on_the_second() {
     let rig = Rig::new();
     rig.fake.without(Feature::Freplace);
     let l = rig.loader();
-    let x = rig.load(&l, "xdp_counter.bpfel.o")[0].id;
-    let t = rig.load(&l, "tc_libbpf.bpfel.o")[0].id;
-    let before = rig.fake.pin_set();
+    let load = |o| -> [u32; 2] { [0, 1].map(|_| rig.load(&l, o)[0].id) };
+    let x = load("xdp_counter.bpfel.o");
+    let t = load("tc_libbpf.bpfel.o");
     let tc = AttachRequest::Tc(TcRequest {
         iface: "veth1".into(),
         direction: Direction::Egress,
@@ -716,28 +859,37 @@ fn a_kernel_without_freplace_gets_advice_for_the_program_type_and_keeps_nothing(
         clsact: false,
         chain: ChainArgs::default(),
     });
-    for (id, req, fits, not) in [
-        (x, xdp(1), "xdp --exclusive", "tcx"),
-        (t, tc, "attach ID tcx", "--exclusive"),
+    for (ids, req, hook, fits, not) in [
+        (x, xdp(1), "xdp@7", "xdp --exclusive", "tcx"),
+        (t, tc, "tc-egress@7", "attach ID tcx", "--exclusive"),
     ] {
-        let err = l.attach(id, &req, object).expect_err("refused");
+        let first = l.attach(ids[0], &req, object).expect("alone");
+        assert!(first.attachment.to_string().contains("alone"), "{first:?}");
+        let before = rig.fake.pin_set();
+        let dispatchers = l.state().dispatchers().expect("d");
+        let err = l.attach(ids[1], &req, object).expect_err("refused");
         let k = err.downcast_ref::<KernelError>().expect("kernel error");
         assert_eq!(k.not_supported(), Some(Feature::Freplace));
         let msg = err.to_string();
         assert!(msg.contains(fits) && !msg.contains(not), "{msg}");
-        assert_eq!(rig.fake.pin_set(), before);
-        let dispatchers = l.bpffs().root().join("dispatchers");
-        let left: Vec<PathBuf> = rig
+        assert_eq!(rig.fake.pin_set(), before, "a refused attach left pins");
+        assert_eq!(l.state().dispatchers().expect("d"), dispatchers);
+        assert_eq!(rig.fake.world().hooks.get(hook), Some(&ids[0]));
+        assert!(l.record(ids[1]).expect("r").links.is_empty());
+        rig.assert_consistent(&l);
+        let revs: Vec<PathBuf> = rig
             .fake
             .world()
             .dirs
             .iter()
-            .filter(|d| d.starts_with(&dispatchers) && **d != dispatchers)
+            .filter(|d| d.to_string_lossy().contains("/rev-"))
             .cloned()
             .collect();
-        assert!(left.is_empty(), "a refused attach left {left:?}");
-        assert!(l.state().dispatchers().expect("d").is_empty());
+        assert!(revs.is_empty(), "a refused attach left {revs:?}");
+        l.detach(first.id).expect("detach");
+        assert!(!rig.fake.world().hooks.contains_key(hook));
     }
+    rig.assert_consistent(&l);
 }
 
 #[test]
