@@ -58,7 +58,11 @@ impl Registry {
         let mut this = Self {
             registry: registry.clone(),
             scheme: "https",
-            client: oci_client::Client::new(client_config(opts, &certs, false, &registry)),
+            client: std::sync::OnceLock::new(),
+            client_config: {
+                let (timeout, certs, registry) = (opts.timeout, certs.clone(), registry.clone());
+                Box::new(move |http| client_config(timeout, &certs, http, &registry))
+            },
             http,
             auth,
             creds_source,
@@ -71,10 +75,10 @@ impl Registry {
             stats: Stats::default(),
         };
         if listed {
-            this.use_http(opts, &certs);
+            this.scheme = "http";
         } else if is_loopback(&host) && this.speaks_plain_http().await? {
             tracing::info!(registry = %registry, "loopback registry speaks plain HTTP; using it");
-            this.use_http(opts, &certs);
+            this.scheme = "http";
         }
         if this.auth == RegistryAuth::Anonymous {
             // An open registry needs no auth dance. Skipping it matters:
@@ -91,9 +95,10 @@ impl Registry {
         Ok(this)
     }
 
-    pub(super) fn use_http(&mut self, opts: &TransportOptions, certs: &[Vec<u8>]) {
-        self.scheme = "http";
-        self.client = oci_client::Client::new(client_config(opts, certs, true, &self.registry));
+    /// `oci-client`, for the chosen scheme (see the field).
+    pub(super) fn oci(&self) -> &oci_client::Client {
+        self.client
+            .get_or_init(|| oci_client::Client::new((self.client_config)(self.scheme == "http")))
     }
 
     /// For loopback registries: HTTPS if it answers, else HTTP if *that*
@@ -420,7 +425,7 @@ impl Registry {
         };
         let oci_ref = self.oci_ref(r, None);
         let stream = self
-            .client
+            .oci()
             .pull_blob_stream(&oci_ref, &oci_desc)
             .await
             .map_err(|e| self.oci_error(r, what, false, e))?;

@@ -137,7 +137,12 @@ pub struct Fetched {
 pub struct Registry {
     registry: String,
     scheme: &'static str,
-    client: oci_client::Client,
+    /// `oci-client`, made on first use for the scheme chosen: making one
+    /// costs a full read of the platform's CA certificates (its default
+    /// HTTP client is built and dropped), so it is made once, and not at
+    /// all by what does not need it.
+    client: std::sync::OnceLock<oci_client::Client>,
+    client_config: Box<dyn Fn(bool) -> oci_client::client::ClientConfig + Send + Sync>,
     http: reqwest::Client,
     auth: RegistryAuth,
     creds_source: Option<CredentialSource>,

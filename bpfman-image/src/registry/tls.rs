@@ -2,6 +2,7 @@
 //! and the HTTP clients built on them.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::*;
 
@@ -67,29 +68,86 @@ pub(super) fn read_pem(path: &Path) -> Result<Vec<u8>, RegistryError> {
     Ok(bytes)
 }
 
+/// The platform's trusted CAs, read once per process: `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` when set, else the distribution's CA bundle (what
+/// `update-ca-certificates` and `update-ca-trust` maintain, and what
+/// OpenSSL-based tools read), else its certificate directories. Every HTTP
+/// client trusts exactly these plus the registry's own CAs: left to
+/// themselves, reqwest and oci-client would each read and decode the
+/// bundle and every file of the directory again (three times per registry
+/// connection, most of a cold pull's time).
+fn platform_roots() -> &'static [Vec<u8>] {
+    static ROOTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let bundle = (!openssl_probe::has_ssl_cert_env_vars())
+            .then(|| openssl_probe::probe().cert_file)
+            .flatten()
+            .and_then(|f| std::fs::read(f).ok())
+            .map(|pem| pem_certificates(&pem))
+            .filter(|certs| !certs.is_empty());
+        bundle.unwrap_or_else(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!("reading the platform's CA certificates: {e}");
+            }
+            found.certs.into_iter().map(|c| c.to_vec()).collect()
+        })
+    })
+}
+
+/// The DER of each `CERTIFICATE` block of a PEM file. CA certificates are
+/// public: this decodes them with an ordinary base64 decoder, not the
+/// constant-time one rustls keeps for keys (which takes tens of
+/// milliseconds over a distribution's bundle). A block that does not
+/// decode is skipped, as rustls-native-certs does.
+fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let body = &rest[start + BEGIN.len()..];
+        let Some(end) = body.find(END) else { break };
+        let b64: String = body[..end]
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b64) {
+            out.push(der);
+        }
+        rest = &body[end + END.len()..];
+    }
+    out
+}
+
 pub(super) fn build_http(
     opts: &TransportOptions,
     certs: &[Vec<u8>],
 ) -> Result<reqwest::Client, reqwest::Error> {
-    let mut b = reqwest::Client::builder()
+    let mut roots = platform_roots()
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()?;
+    for pem in certs {
+        roots.extend(reqwest::Certificate::from_pem_bundle(pem)?);
+    }
+    reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(opts.timeout)
         .read_timeout(opts.timeout)
         // Redirects could carry credentials elsewhere; registries need none
         // for manifests.
-        .redirect(reqwest::redirect::Policy::none());
-    for pem in certs {
-        for cert in reqwest::Certificate::from_pem_bundle(pem)? {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    b.build()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_only(roots)
+        .build()
 }
 
 pub(super) const USER_AGENT: &str = concat!("bpfman-image/", env!("CARGO_PKG_VERSION"));
 
 pub(super) fn client_config(
-    opts: &TransportOptions,
+    timeout: std::time::Duration,
     certs: &[Vec<u8>],
     http: bool,
     registry: &str,
@@ -103,19 +161,77 @@ pub(super) fn client_config(
         } else {
             oci_client::client::ClientProtocol::Https
         },
-        extra_root_certificates: certs
+        // The same roots as our own client's (see `platform_roots`).
+        tls_certs_only: platform_roots()
             .iter()
-            .map(|pem| oci_client::client::Certificate {
+            .map(|der| oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Der,
+                data: der.clone(),
+            })
+            .chain(certs.iter().map(|pem| oci_client::client::Certificate {
                 encoding: oci_client::client::CertificateEncoding::Pem,
                 data: pem.clone(),
-            })
+            }))
             .collect(),
         platform_resolver: None,
-        connect_timeout: Some(opts.timeout),
-        read_timeout: Some(opts.timeout),
+        connect_timeout: Some(timeout),
+        read_timeout: Some(timeout),
         user_agent: USER_AGENT,
         max_concurrent_upload: 4,
         max_concurrent_download: 4,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    use super::*;
+
+    /// What rustls's own PEM reader finds in `pem`.
+    fn by_rustls(pem: &[u8]) -> Vec<Vec<u8>> {
+        CertificateDer::pem_slice_iter(pem)
+            .filter_map(Result::ok)
+            .map(|c| c.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn pem_bundles_read_as_rustls_reads_them() {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let block = |der: &[u8], eol: &str| {
+            let text = b64(der);
+            let lines: Vec<&str> = text
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).expect("ascii"))
+                .collect();
+            format!(
+                "-----BEGIN CERTIFICATE-----{eol}{}{eol}-----END CERTIFICATE-----{eol}",
+                lines.join(eol)
+            )
+        };
+        let first: Vec<u8> = (0..=255).collect();
+        let second = vec![0x30, 0x03, 0x02, 0x01, 0x07];
+        let pem = format!(
+            "# a comment\n{}junk between\n-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n{}",
+            block(&first, "\n"),
+            b64(b"not a certificate"),
+            block(&second, "\r\n"),
+        );
+        assert_eq!(pem_certificates(pem.as_bytes()), [first, second]);
+        assert_eq!(pem_certificates(pem.as_bytes()), by_rustls(pem.as_bytes()));
+        // A block that does not decode is skipped; an unterminated one ends it.
+        let bad = "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAAAA";
+        assert!(pem_certificates(bad.as_bytes()).is_empty());
+        // The distribution's bundle, where this machine has one.
+        if let Some(bundle) = openssl_probe::probe().cert_file
+            && let Ok(pem) = std::fs::read(bundle)
+        {
+            assert_eq!(pem_certificates(&pem), by_rustls(&pem));
+        }
     }
 }

@@ -43,7 +43,7 @@ impl Registry {
         };
         let token = self
             .retry("authentication", || async {
-                self.client
+                self.oci()
                     .auth(&oci_ref, &self.auth, op)
                     .await
                     .map_err(|e| self.oci_error(r, "authentication", push, e))

@@ -58,7 +58,7 @@ impl Registry {
         let what = format!("blob {digest}");
         let found = self
             .retry(&what, || async {
-                self.client
+                self.oci()
                     .blob_exists(&oci_ref, &digest.to_string())
                     .await
                     .map_err(|e| self.oci_error(r, &what, false, e))
@@ -355,7 +355,7 @@ impl Registry {
             })?;
         let data = bytes::Bytes::copy_from_slice(bytes);
         self.retry(&what, || async {
-            self.client
+            self.oci()
                 .push_manifest_raw(&oci_ref, data.clone(), content_type.clone())
                 .await
                 .map_err(|e| self.oci_error(r, &what, true, e))
