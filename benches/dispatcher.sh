@@ -17,5 +17,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/vm/prepare.sh 6.12 >/dev/null
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
 BPFMAN_VM_FILTER=vmbench_ cargo test --quiet -p bpfman-tests --test integration \
-	vm::guest_tests_pass_on_linux_6_12 -- --exact --nocapture 2>&1 | sed -n 's/^BENCH //p'
+	vm::guest_tests_pass_on_linux_6_12 -- --exact --nocapture >"$log" 2>&1 || status=$?
+sed -n 's/^BENCH //p' "$log"
+if [ "$status" -ne 0 ]; then
+	echo "the benchmark failed; its VM console:" >&2
+	grep -v '^BENCH ' "$log" | tail -n 60 >&2
+	exit "$status"
+fi

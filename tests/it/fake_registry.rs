@@ -38,6 +38,9 @@ pub enum Fault {
     /// monolithic PUT (a body on the closing PUT) gets 400, as some
     /// registries and proxies do; `OCI-Chunk-Min-Length` asks for 1 MiB.
     ChunksOnly,
+    /// The layer is served elsewhere: a relative redirect, then one to
+    /// another host name (`localhost` for `127.0.0.1`) under `/cdn/`.
+    BlobRedirect,
 }
 
 /// The largest PATCH [`Fault::ChunksOnly`] takes.
@@ -65,6 +68,7 @@ impl Drop for FakeRegistry {
 
 struct State {
     fault: Fault,
+    addr: String,
     /// Path suffix (`manifests/<ref>` or `blobs/<digest>`) -> (type, bytes).
     content: HashMap<String, (String, Vec<u8>)>,
     layer: String,
@@ -136,6 +140,7 @@ impl FakeRegistry {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(Mutex::new(State {
             fault,
+            addr: addr.clone(),
             content,
             layer: format!("blobs/{layer}"),
             manifest_requests: manifest_requests.clone(),
@@ -177,15 +182,17 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut length = 0usize;
+    let mut auth = false;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h == "\r\n" {
             break;
         }
-        if let Some((name, value)) = h.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = h.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            auth |= name.eq_ignore_ascii_case("authorization");
         }
     }
     let mut parts = line.split_whitespace();
@@ -200,22 +207,33 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .calls
         .lock()
         .expect("lock")
-        .push(format!("{method} {path} ({length} bytes)"));
+        .push(format!(
+            "{method} {path} ({length} bytes){}",
+            if auth { " [auth]" } else { "" }
+        ));
     if matches!(method.as_str(), "POST" | "PATCH" | "PUT") {
         return write(&mut out, state, &method, &path, body);
     }
-    let (fault, found, layer, counter) = {
+    let (fault, found, layer, counter, addr) = {
         let st = state.lock().expect("lock");
         st.requests.lock().expect("lock").push(path.clone());
-        let key = path
-            .strip_prefix("/v2/test/img/")
-            .unwrap_or_default()
-            .to_string();
+        // BlobRedirect's hops serve the blob under /redirect/ and /cdn/.
+        let key = match path
+            .strip_prefix("/cdn/")
+            .or_else(|| path.strip_prefix("/redirect/"))
+        {
+            Some(digest) => format!("blobs/{digest}"),
+            None => path
+                .strip_prefix("/v2/test/img/")
+                .unwrap_or_default()
+                .to_string(),
+        };
         (
             st.fault,
             st.content.get(&key).cloned().map(|c| (key, c)),
             st.layer.clone(),
             st.manifest_requests.clone(),
+            st.addr.clone(),
         )
     };
     if fault == Fault::Unauthorized {
@@ -259,6 +277,21 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             &method,
         );
     };
+    if key == layer && fault == Fault::BlobRedirect && !path.starts_with("/cdn/") {
+        let digest = key.trim_start_matches("blobs/");
+        let location = if path.starts_with("/redirect/") {
+            let port = addr.rsplit(':').next().unwrap_or_default();
+            format!("http://localhost:{port}/cdn/{digest}")
+        } else {
+            format!("/redirect/{digest}")
+        };
+        let status = if path.starts_with("/redirect/") {
+            302
+        } else {
+            307
+        };
+        return respond_with(&mut out, status, &[("Location", location)], b"");
+    }
     if key == layer {
         match fault {
             Fault::BlobWrongBytes => {

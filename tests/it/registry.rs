@@ -597,6 +597,28 @@ fn fault_blob_longer_than_descriptor() {
     assert_fault(Fault::BlobLongChunked, &[], "is more than");
 }
 
+/// Registries send blob downloads elsewhere (storage, a CDN): redirects
+/// are followed, relative or to another host, and the credentials go to
+/// the registry only.
+#[test]
+fn blob_redirects_are_followed_without_the_credentials() {
+    let (r, fake, _) = pull_with_fault(Fault::BlobRedirect, &["--creds", "someone:secret"]);
+    r.ok();
+    let calls = fake.calls.lock().expect("lock").clone();
+    let hops: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.contains("/redirect/") || c.contains("/cdn/"))
+        .collect();
+    assert_eq!(hops.len(), 2, "{calls:#?}");
+    assert!(hops.iter().all(|c| !c.ends_with("[auth]")), "{calls:#?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains("/v2/test/img/blobs/") && c.ends_with("[auth]")),
+        "the registry itself gets the credentials: {calls:#?}"
+    );
+}
+
 #[test]
 fn fault_manifest_over_size_limit() {
     assert_fault(Fault::HugeManifest, &[], "over the 4194304-byte limit");

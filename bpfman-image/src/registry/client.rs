@@ -10,9 +10,7 @@ use bpfman_image_spec::digest::Digest;
 use bpfman_image_spec::media;
 use bpfman_image_spec::oci::Descriptor;
 use bpfman_image_spec::validate::MAX_DOCUMENT_SIZE;
-use futures_util::TryStreamExt;
 use oci_client::Reference;
-use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use sha2::{Digest as _, Sha256};
 
@@ -398,9 +396,11 @@ impl Registry {
                 limit,
             });
         }
-        self.authorize(r, false).await?;
+        let token = self.authorize(r, false).await?;
         let bytes = self
-            .retry(&what, || self.get_blob_once(r, desc, &what, progress))
+            .retry(&what, || {
+                self.get_blob_once(r, desc, token.as_deref(), &what, progress)
+            })
             .await?;
         Stats::add(&self.stats.blobs_downloaded, 1);
         Stats::add(&self.stats.bytes_downloaded, bytes.len() as u64);
@@ -409,43 +409,74 @@ impl Registry {
         Ok(bytes)
     }
 
+    /// GETs a blob with our own client, following redirects (registries
+    /// send blob downloads to storage or a CDN): credentials go only to
+    /// the registry, never where a redirect points.
     pub(super) async fn get_blob_once(
         &self,
         r: &RegistryRef,
         desc: &Descriptor,
+        token: Option<&str>,
         what: &str,
         progress: &dyn Progress,
     ) -> Result<Vec<u8>, RegistryError> {
+        const MAX_REDIRECTS: usize = 5;
         progress.start(desc, "pull");
-        let oci_desc = OciDescriptor {
-            media_type: desc.media_type.clone(),
-            digest: desc.digest.to_string(),
-            size: i64::try_from(desc.size).unwrap_or(i64::MAX),
-            ..Default::default()
+        let mut url = format!(
+            "{}://{}/v2/{}/blobs/{}",
+            self.scheme,
+            api_host(&self.registry),
+            r.repository,
+            desc.digest
+        );
+        let mut hops = 0;
+        let mut resp = loop {
+            let mut req = self.http.get(&url);
+            if hops == 0 {
+                req = self.with_auth(req, token);
+            }
+            let resp = req.send().await.map_err(|e| self.reqwest_error(what, e))?;
+            if !resp.status().is_redirection() {
+                break resp;
+            }
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok());
+            let Some(next) = location.filter(|_| hops < MAX_REDIRECTS) else {
+                return Err(RegistryError::Protocol {
+                    registry: self.registry.clone(),
+                    what: what.into(),
+                    message: format!(
+                        "{} answered {} without a usable Location (or after {MAX_REDIRECTS} redirects)",
+                        resp.url(),
+                        resp.status()
+                    ),
+                });
+            };
+            url = next.to_string();
+            hops += 1;
         };
-        let oci_ref = self.oci_ref(r, None);
-        let stream = self
-            .oci()
-            .pull_blob_stream(&oci_ref, &oci_desc)
-            .await
-            .map_err(|e| self.oci_error(r, what, false, e))?;
+        if !resp.status().is_success() {
+            return Err(self.response_error(r, what, false, resp).await);
+        }
         let size_error = |received: String| RegistryError::SizeMismatch {
             registry: self.registry.clone(),
             what: what.into(),
             expected: desc.size,
             received,
         };
-        if let Some(len) = stream.content_length
+        if let Some(len) = resp.content_length()
             && len != desc.size
         {
             return Err(size_error(format!("{len} bytes (by its Content-Length)")));
         }
-        let mut stream = stream.stream;
         let capacity = usize::try_from(desc.size).unwrap_or(0);
         let mut buf = Vec::with_capacity(capacity);
         let mut hasher = Sha256::new();
         loop {
-            match stream.try_next().await {
+            match resp.chunk().await {
                 Ok(Some(chunk)) => {
                     if buf.len() as u64 + chunk.len() as u64 > desc.size {
                         return Err(size_error(format!("more than {} bytes", desc.size)));
@@ -455,18 +486,7 @@ impl Registry {
                     progress.advance(desc, chunk.len() as u64);
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    // oci-client's own digest check ends the stream with an
-                    // error; report what the bytes show instead.
-                    let digest_error = std::error::Error::source(&e)
-                        .is_some_and(|s| s.is::<oci_client::errors::DigestError>())
-                        || e.get_ref()
-                            .is_some_and(|s| s.is::<oci_client::errors::DigestError>());
-                    if !digest_error {
-                        return Err(self.io_error(what, e));
-                    }
-                    break;
-                }
+                Err(e) => return Err(self.reqwest_error(what, e)),
             }
         }
         if (buf.len() as u64) < desc.size {
