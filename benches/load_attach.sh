@@ -3,9 +3,11 @@
 # XDP program attached on a veth in a network namespace, with a warm cache
 # (`--pull-policy never`: re-hash, re-verify the signature, load, pin,
 # record, then `attach`; as two commands, and as one `load image ...
-# attach xdp ...`) and with a cold cache from the local registry (pull and
-# verify first), beside the same object loaded and attached with
-# `bpftool prog load` + `ip link set ... xdp pinned` in the same run.
+# attach xdp ...`, exclusive and into the interface's chain, where a lone
+# program runs without a dispatcher) and with a cold cache from the local
+# registry (pull and verify first), beside the same object loaded and
+# attached with `bpftool prog load` + `ip link set ... xdp pinned` in the
+# same run.
 #
 #   sudo benches/load_attach.sh           # ROUNDS=7 by default
 #
@@ -58,27 +60,36 @@ load_attach() {
 	"$LOAD" --root "$1" --bpffs "$work/bpf" attach "$id" xdp --exclusive --iface veth1 --netns "$NS" >/dev/null 2>&1
 	echo "$id"
 }
-# load_and_attach ROOT: the same in one process; prints the program id.
+# load_and_attach ROOT [ATTACH-FLAG...]: the same in one process; prints
+# the program id. Without --exclusive, the program joins the interface's
+# chain, where a lone program runs without a dispatcher.
 load_and_attach() {
-	"$LOAD" --root "$1" --bpffs "$work/bpf" --policy "$work/policy.toml" \
+	local root=$1
+	shift
+	"$LOAD" --root "$root" --bpffs "$work/bpf" --policy "$work/policy.toml" \
 		load image "$IMAGE" --pull-policy never \
-		attach xdp --exclusive --iface veth1 --netns "$NS" 2>/dev/null | awk 'NR == 2 {print $1}'
+		attach xdp "$@" --iface veth1 --netns "$NS" 2>/dev/null | awk 'NR == 2 {print $1}'
 }
 unload() { "$LOAD" --root "$1" --bpffs "$work/bpf" unload "$2" >/dev/null 2>&1; }
 
 warm_root=$work/warm-root
 "$LOAD" --root "$warm_root" --policy "$work/policy.toml" pull "$IMAGE" >/dev/null 2>&1
 
-: >"$work/cold" && : >"$work/warm" && : >"$work/one" && : >"$work/direct"
+: >"$work/cold" && : >"$work/warm" && : >"$work/one" && : >"$work/chain" && : >"$work/direct"
 for i in $(seq "$ROUNDS"); do
 	a=$(now)
 	id=$(load_attach "$warm_root" never)
 	b=$(now)
 	unload "$warm_root" "$id"
 	g=$(now)
-	id=$(load_and_attach "$warm_root")
+	id=$(load_and_attach "$warm_root" --exclusive)
 	h=$(now)
 	[ -n "$id" ] || { echo "load image ... attach failed" >&2; exit 1; }
+	unload "$warm_root" "$id"
+	j=$(now)
+	id=$(load_and_attach "$warm_root")
+	k=$(now)
+	[ -n "$id" ] || { echo "load image ... attach (chain) failed" >&2; exit 1; }
 	unload "$warm_root" "$id"
 	c=$(now)
 	id=$(load_attach "$work/cold-$i" if-not-present)
@@ -92,11 +103,13 @@ for i in $(seq "$ROUNDS"); do
 	rm "$work/bpf/direct"
 	echo $((b - a)) >>"$work/warm"
 	echo $((h - g)) >>"$work/one"
+	echo $((k - j)) >>"$work/chain"
 	echo $((d - c)) >>"$work/cold"
 	echo $((f - e)) >>"$work/direct"
 done
 warm=$(median <"$work/warm")
 one=$(median <"$work/one")
+chain=$(median <"$work/chain")
 cold=$(median <"$work/cold")
 direct=$(median <"$work/direct")
 ratio() { awk -v a="$1" -v b="$direct" 'BEGIN {printf "%.2f", a/b}'; }
@@ -104,5 +117,6 @@ printf '%-52s %10s\n' "load + attach XDP on a veth" "median ms"
 printf '%-52s %10s\n' "bpftool prog load + ip link set xdp (baseline)" "$(ms "$direct")"
 printf '%-52s %10s  (%sx baseline)\n' "bpfman-load load image + attach, warm cache" "$(ms "$warm")" "$(ratio "$warm")"
 printf '%-52s %10s  (%sx baseline)\n' "bpfman-load load image ... attach, warm, one process" "$(ms "$one")" "$(ratio "$one")"
+printf '%-52s %10s  (%sx baseline)\n' "  the same into the XDP chain (alone: no dispatcher)" "$(ms "$chain")" "$(ratio "$chain")"
 printf '%-52s %10s  (%sx baseline)\n' "bpfman-load load image + attach, cold (registry)" "$(ms "$cold")" "$(ratio "$cold")"
 echo "rounds: $ROUNDS; object: xdp_counter, signed image; registry: docker-registry on $REG; $(bpftool --version | head -1); kernel $(uname -r)"

@@ -104,22 +104,14 @@ fn libxdp_chain(iface: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Our link ids on `iface`, from `list`, in attach order.
-fn our_chain(host: &Host, iface: &str) -> Vec<String> {
-    let mut links: Vec<(String, String)> = host
-        .listed()
+/// Our link ids on `iface`, from `list`.
+fn our_chain(host: &Host, iface: &str) -> Vec<u64> {
+    host.listed()
         .iter()
         .flat_map(|r| r["links"].as_array().cloned().unwrap_or_default())
         .filter(|l| l["attachment"]["interface"] == iface)
-        .map(|l| {
-            (
-                l["attached_at"].to_string(),
-                l["id"].as_u64().expect("link id").to_string(),
-            )
-        })
-        .collect();
-    links.sort();
-    links.into_iter().map(|(_, id)| id).collect()
+        .filter_map(|l| l["id"].as_u64())
+        .collect()
 }
 
 /// Median and spread (min, max) of some samples.
@@ -289,7 +281,11 @@ fn vmbench_dispatcher_per_packet() {
             } else {
                 let s = SIZES.iter().position(|&x| x == n).expect("size");
                 let last = &ours[s][n - 1];
-                let link = our_chain(&host, &iface).pop().expect("a link");
+                let got = host
+                    .run(&["get", &last[0]["id"].to_string(), "--output", "json"])
+                    .ok();
+                let v: Value = serde_json::from_str(&got.stdout).expect("json");
+                let link = v["links"][0]["id"].as_u64().expect("its link").to_string();
                 host.run(&["detach", &link]).ok();
                 assert_eq!(our_chain(&host, &iface).len(), n - 1);
                 let started = Instant::now();

@@ -68,30 +68,67 @@ pub(super) fn read_pem(path: &Path) -> Result<Vec<u8>, RegistryError> {
     Ok(bytes)
 }
 
-/// The platform's trusted CAs, read once per process: `SSL_CERT_FILE`
-/// and `SSL_CERT_DIR` when set, else the distribution's CA bundle (what
-/// `update-ca-certificates` and `update-ca-trust` maintain, and what
-/// OpenSSL-based tools read), else its certificate directories. Every HTTP
-/// client trusts exactly these plus the registry's own CAs: left to
-/// themselves, reqwest and oci-client would each read and decode the
-/// bundle and every file of the directory again (three times per registry
-/// connection, most of a cold pull's time).
+/// The platform's trusted CAs, read once per process, from where OpenSSL
+/// looks (as rustls-native-certs does): the file `SSL_CERT_FILE` names and
+/// the directories in `SSL_CERT_DIR` (`:`-separated), each when set; else
+/// the distribution's CA bundle (which `update-ca-certificates` and
+/// `update-ca-trust` maintain), or its certificate directories where there
+/// is no bundle. Every HTTP client trusts exactly these plus the registry's
+/// own CAs: left to themselves, reqwest and oci-client would each read and
+/// decode all of it again, with a constant-time decoder meant for keys
+/// (three times per registry connection, most of a cold pull's time).
 fn platform_roots() -> &'static [Vec<u8>] {
     static ROOTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
-        let bundle = (!openssl_probe::has_ssl_cert_env_vars())
-            .then(|| openssl_probe::probe().cert_file)
-            .flatten()
-            .and_then(|f| std::fs::read(f).ok())
-            .map(|pem| pem_certificates(&pem))
-            .filter(|certs| !certs.is_empty());
-        bundle.unwrap_or_else(|| {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                tracing::warn!("reading the platform's CA certificates: {e}");
+        let existing = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.exists());
+        let env_file = existing(std::env::var_os("SSL_CERT_FILE"));
+        let env_dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+            .map(|v| std::env::split_paths(&v).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default();
+        let (file, dirs) = if env_file.is_some() || !env_dirs.is_empty() {
+            (env_file, env_dirs)
+        } else {
+            let probe = openssl_probe::probe();
+            match probe.cert_file {
+                Some(f) => (Some(f), Vec::new()),
+                None => (None, probe.cert_dir),
             }
-            found.certs.into_iter().map(|c| c.to_vec()).collect()
-        })
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut roots = Vec::new();
+        let mut add = |path: &Path| match std::fs::read(path) {
+            Ok(pem) => {
+                for der in pem_certificates(&pem) {
+                    if seen.insert(der.clone()) {
+                        roots.push(der);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("reading CA certificates from {}: {e}", path.display()),
+        };
+        if let Some(f) = &file {
+            add(f);
+        }
+        for dir in &dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut paths: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            paths.sort();
+            for p in paths {
+                add(&p);
+            }
+        }
+        if roots.is_empty() {
+            tracing::warn!(
+                "no CA certificates found (SSL_CERT_FILE, SSL_CERT_DIR, the distribution's bundle): HTTPS registries need --ca-file or certs.d"
+            );
+        }
+        roots
     })
 }
 
