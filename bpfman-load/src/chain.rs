@@ -759,7 +759,8 @@ impl<'a, K: Kernel> Chain<'a, K> {
         {
             k.clsact_detach(d.hook, &Self::interface(d), filter)?;
         }
-        for p in d.pins().chain(leaving.map(|s| &s.ext)) {
+        let leaving_ext = leaving.filter(|s| s.has_extension()).map(|s| &s.ext);
+        for p in d.pins().chain(leaving_ext) {
             k.unpin(p)?;
         }
         k.remove_empty_dirs(&self.fs.dispatcher(&d.key));
