@@ -474,3 +474,68 @@ priority = 20
     assert!(!ns.link_show("veth1").contains("prog/xdp"));
     host.assert_clean();
 }
+
+/// A deployment alone on an interface's XDP chain runs without a
+/// dispatcher, so this host (which refuses freplace) runs it; replacing it
+/// points the hook's link at the new program in one update, under a
+/// continuous ping, and the attachment keeps its id.
+#[test]
+fn apply_replaces_a_lone_chain_program_in_place_under_traffic() {
+    let test = "apply_replaces_a_lone_chain_program_in_place_under_traffic";
+    let Some(host) = Host::new(test) else {
+        return;
+    };
+    let ns = Netns::new("alone", 41);
+    let policy = host.dir.path().join("none.toml");
+    fs::write(&policy, "[default]\nrule = \"reject\"\n").expect("policy");
+    let policy = policy.display().to_string();
+    let file = host.dir.path().join("apply.toml");
+    let write = |globals: &str| {
+        let text = format!(
+            r#"
+[deployment.counter]
+file = "{counter}"
+{globals}
+[[deployment.counter.attach]]
+hook = "xdp"
+iface = "veth1"
+netns = "{ns}"
+priority = 10
+"#,
+            counter = testdata("bpf/xdp_counter.bpfel.o").display(),
+            ns = ns.name
+        );
+        fs::write(&file, text).expect("file");
+    };
+    write("");
+    let created = host.applied(&policy, &file, &[]);
+    assert_eq!(changes(&created), pairs(&[("counter", "create")]));
+    let old = host.deployed("counter")[0].clone();
+    let link = &old["links"][0];
+    assert_eq!(link["attachment"]["type"], "dispatcher");
+    assert_eq!(link["attachment"]["alone"], true, "{link}");
+    assert!(ns.ping(2));
+
+    write("globals = { verdict = \"02000000\" }");
+    let mut replaced = Vec::new();
+    let (sent, received) = ping_through(&ns, || {
+        replaced = host.applied(&policy, &file, &[]);
+    });
+    assert_eq!(changes(&replaced), pairs(&[("counter", "replace")]));
+    assert_eq!(received, sent, "pings lost across the replacement");
+    let new = host.deployed("counter");
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0]["id"], old["id"]);
+    assert_eq!(
+        new[0]["links"][0]["id"], link["id"],
+        "the link moved in place"
+    );
+    assert_eq!(new[0]["links"][0]["attachment"]["alone"], true);
+    let before = counter(&Host::map_pin(&new[0], "xdp_stats_map"));
+    assert!(ns.ping(2));
+    assert!(counter(&Host::map_pin(&new[0], "xdp_stats_map")) >= before + 2);
+
+    host.unload(&new);
+    assert!(!ns.link_show("veth1").contains("prog/xdp"));
+    host.assert_clean();
+}
