@@ -334,8 +334,9 @@ impl<'a, K: Kernel> Chain<'a, K> {
             .ok_or_else(|| anyhow!("program {id} is not in the chain after adding it"))
     }
 
-    /// Adds a program to the dispatcher on a hook (making the dispatcher
-    /// if there is none).
+    /// Adds a program to the chain on a hook: alone on the hook's link if
+    /// it is the first (and the hook has a link), else in a dispatcher
+    /// built for the chain.
     pub fn add(
         &self,
         req: &ChainRequest,
@@ -390,8 +391,9 @@ impl<'a, K: Kernel> Chain<'a, K> {
         self.slot_link(joining.record.id, &done.key)
     }
 
-    /// Removes a program from the dispatcher `key`; the last one out takes
-    /// the dispatcher with it, leaving the hook clean.
+    /// Removes a program from the chain `key`: one left runs alone (on a
+    /// link); the last one out takes the chain with it, leaving the hook
+    /// clean.
     pub fn remove(&self, key: &str, program: u32) -> Result<()> {
         let current = self
             .state
