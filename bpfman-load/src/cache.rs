@@ -234,6 +234,27 @@ fn mkdir(path: &Path) -> Result<(), CacheError> {
         .map_err(io_err("create directory", path))
 }
 
+/// Opens the state database. The caller holds the root's lock, so a sled
+/// file lock still held can only be this process's own handle, just
+/// dropped: sled lets go of it from its flusher thread, a moment later
+/// (`apply --watch` reopens the root every round). That is waited for,
+/// briefly; anything else is an error at once.
+fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.kind() == io::ErrorKind::Other
+                    && e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 impl Cache {
     /// Opens (creating if needed) the cache at `root`. Directories are 0700:
     /// the cache decides what runs in the kernel.
@@ -244,7 +265,7 @@ impl Cache {
         fs::set_permissions(root, fs::Permissions::from_mode(0o700))
             .map_err(io_err("set permissions of", root))?;
         let db_path = root.join("db");
-        let db = sled::open(&db_path).map_err(|source| CacheError::Db {
+        let db = open_db(&db_path).map_err(|source| CacheError::Db {
             path: db_path.clone(),
             source,
         })?;
