@@ -57,10 +57,8 @@ impl Registry {
             registry: registry.clone(),
             scheme: "https",
             client: std::sync::OnceLock::new(),
-            client_config: {
-                let (timeout, certs, registry) = (opts.timeout, certs.clone(), registry.clone());
-                Box::new(move |http| client_config(timeout, &certs, http, &registry))
-            },
+            certs,
+            timeout: opts.timeout,
             http,
             auth,
             creds_source,
@@ -95,8 +93,14 @@ impl Registry {
 
     /// `oci-client`, for the chosen scheme (see the field).
     pub(super) fn oci(&self) -> &oci_client::Client {
-        self.client
-            .get_or_init(|| oci_client::Client::new((self.client_config)(self.scheme == "http")))
+        self.client.get_or_init(|| {
+            oci_client::Client::new(client_config(
+                self.timeout,
+                &self.certs,
+                self.scheme == "http",
+                &self.registry,
+            ))
+        })
     }
 
     /// For loopback registries: HTTPS if it answers, else HTTP if *that*

@@ -142,7 +142,10 @@ pub struct Registry {
     /// HTTP client is built and dropped), so it is made once, and not at
     /// all by what does not need it.
     client: std::sync::OnceLock<oci_client::Client>,
-    client_config: Box<dyn Fn(bool) -> oci_client::client::ClientConfig + Send + Sync>,
+    /// What `oci-client` is made with: the registry's own CAs (PEM) and
+    /// the transport's timeout.
+    certs: Vec<Vec<u8>>,
+    timeout: Duration,
     http: reqwest::Client,
     auth: RegistryAuth,
     creds_source: Option<CredentialSource>,
