@@ -491,9 +491,8 @@ impl<'a, K: Kernel> Chain<'a, K> {
     fn alone(
         current: &DispatcherRecord,
         mut slots: Vec<Slot>,
-        retiring: Vec<PathBuf>,
+        mut retiring: Vec<PathBuf>,
     ) -> DispatcherRecord {
-        let mut retiring = retiring;
         let slot = &mut slots[0];
         if slot.link_id == 0 {
             slot.link_id = match (slot.ext_id, &current.attachment) {
