@@ -45,6 +45,33 @@ tracepoint = "syscalls/sys_enter_getpid"
     )
 }
 
+/// A policy that admits no image, for tests that deploy local files only;
+/// returns its path.
+fn reject_all(host: &Host) -> String {
+    let policy = host.dir.path().join("none.toml");
+    fs::write(&policy, "[default]\nrule = \"reject\"\n").expect("policy");
+    policy.display().to_string()
+}
+
+/// A deployment `name` of the test object `<object>.bpfel.o` (with the
+/// `globals` line, if any) in the XDP chain of the namespace's veth1.
+fn chained(name: &str, object: &str, globals: &str, ns: &Netns, priority: i32) -> String {
+    format!(
+        r#"
+[deployment.{name}]
+file = "{file}"
+{globals}
+[[deployment.{name}.attach]]
+hook = "xdp"
+iface = "veth1"
+netns = "{ns}"
+priority = {priority}
+"#,
+        file = testdata(&format!("bpf/{object}.bpfel.o")).display(),
+        ns = ns.name
+    )
+}
+
 impl Host {
     fn apply(&self, policy: &str, file: &Path, extra: &[&str]) -> crate::support::Run {
         let f = file.display().to_string();
@@ -400,34 +427,11 @@ fn guest_apply_replaces_a_dispatcher_slot_under_traffic() {
     };
     let net = 19;
     let ns = Netns::new("gapply", net);
-    let policy = host.dir.path().join("none.toml");
-    fs::write(&policy, "[default]\nrule = \"reject\"\n").expect("policy");
-    let policy = policy.display().to_string();
+    let policy = reject_all(&host);
     let file = host.dir.path().join("apply.toml");
     let write = |globals: &str| {
-        let text = format!(
-            r#"
-[deployment.first]
-file = "{counter}"
-{globals}
-[[deployment.first.attach]]
-hook = "xdp"
-iface = "veth1"
-netns = "{ns}"
-priority = 10
-
-[deployment.second]
-file = "{pass}"
-[[deployment.second.attach]]
-hook = "xdp"
-iface = "veth1"
-netns = "{ns}"
-priority = 20
-"#,
-            counter = testdata("bpf/xdp_counter.bpfel.o").display(),
-            pass = testdata("bpf/xdp_pass.bpfel.o").display(),
-            ns = ns.name
-        );
+        let text = chained("first", "xdp_counter", globals, &ns, 10)
+            + &chained("second", "xdp_pass", "", &ns, 20);
         fs::write(&file, text).expect("file");
     };
     write("");
@@ -486,25 +490,10 @@ fn apply_replaces_a_lone_chain_program_in_place_under_traffic() {
         return;
     };
     let ns = Netns::new("alone", 41);
-    let policy = host.dir.path().join("none.toml");
-    fs::write(&policy, "[default]\nrule = \"reject\"\n").expect("policy");
-    let policy = policy.display().to_string();
+    let policy = reject_all(&host);
     let file = host.dir.path().join("apply.toml");
     let write = |globals: &str| {
-        let text = format!(
-            r#"
-[deployment.counter]
-file = "{counter}"
-{globals}
-[[deployment.counter.attach]]
-hook = "xdp"
-iface = "veth1"
-netns = "{ns}"
-priority = 10
-"#,
-            counter = testdata("bpf/xdp_counter.bpfel.o").display(),
-            ns = ns.name
-        );
+        let text = chained("counter", "xdp_counter", globals, &ns, 10);
         fs::write(&file, text).expect("file");
     };
     write("");
