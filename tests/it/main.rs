@@ -11,6 +11,7 @@ mod fleet;
 mod front_door;
 mod interop;
 mod kernel;
+mod keyless;
 mod load_cache;
 mod mirrors;
 mod registry;

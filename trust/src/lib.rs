@@ -13,4 +13,5 @@ pub mod cosign;
 pub mod file;
 pub mod keys;
 pub mod policy;
+pub mod sigstore;
 pub mod verdict;

@@ -73,6 +73,14 @@ enum Command {
     /// Check and report every signature of an image, against keys or a
     /// trust policy. Exits non-zero unless the image is verified.
     Verify(sign::VerifyArgs),
+    /// Verify a Sigstore bundle over a file, offline, against a trusted
+    /// root: a certificate signature for an identity, or a key signature.
+    ///
+    /// The checks and their order are those images get: certificate chain
+    /// and validity at the logged or timestamped time, SCTs, identity,
+    /// transparency log entry (signed entry timestamp, inclusion proof,
+    /// checkpoint), RFC 3161 timestamps, and the signature.
+    VerifyBlob(sign::VerifyBlobArgs),
 }
 
 #[derive(Debug, Args)]
@@ -316,6 +324,7 @@ pub fn main() -> ExitCode {
         Command::PublicKey(args) => sign::public_key(args),
         Command::Sign(args) => sign::sign(args),
         Command::Verify(args) => sign::verify(args),
+        Command::VerifyBlob(args) => sign::verify_blob(args),
     };
     exit(result)
 }

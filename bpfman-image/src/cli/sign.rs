@@ -90,6 +90,197 @@ pub(super) struct VerifyArgs {
     transport: TransportArgs,
 }
 
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("signer").required(true).multiple(true).args(["keys", "identity", "identity_regexp"]))]
+pub(super) struct VerifyBlobArgs {
+    /// The signed file.
+    #[arg(value_name = "ARTIFACT")]
+    artifact: PathBuf,
+    /// The Sigstore bundle (JSON, v0.1 to v0.3).
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// The trusted root (Sigstore's trusted_root.json format): certificate
+    /// authorities, transparency logs, CT logs, timestamp authorities.
+    #[arg(long, value_name = "FILE")]
+    trusted_root: PathBuf,
+    /// Accept a certificate for this subject (an email or URI, exact).
+    #[arg(
+        long = "certificate-identity",
+        value_name = "SUBJECT",
+        requires = "issuer"
+    )]
+    identity: Option<String>,
+    /// Accept a certificate whose subject matches this regular expression
+    /// (anchored at both ends).
+    #[arg(
+        long = "certificate-identity-regexp",
+        value_name = "REGEX",
+        requires = "issuer",
+        conflicts_with = "identity"
+    )]
+    identity_regexp: Option<String>,
+    /// The OIDC issuer the certificate must name (exact).
+    #[arg(long = "certificate-oidc-issuer", value_name = "URL")]
+    issuer: Option<String>,
+    /// Fulcio extension the certificate must carry, NAME=VALUE, NAME one of
+    /// github-workflow-{trigger,sha,name,repository,ref} (repeatable).
+    #[arg(long = "certificate-extension", value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    extensions: Vec<(String, String)>,
+    /// Accept a signature by this public key (PEM; repeatable: any one).
+    #[arg(long = "key", value_name = "PUB")]
+    keys: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+/// Bundles, trusted roots and artifacts read by `verify-blob` are capped
+/// here (artifacts: 1 GiB).
+const MAX_BUNDLE: u64 = 16 << 20;
+const MAX_ARTIFACT: u64 = 1 << 30;
+
+pub(super) fn verify_blob(args: VerifyBlobArgs) -> Result<()> {
+    use bpfman_trust::file::{Links, read_regular, read_text};
+    use bpfman_trust::sigstore::{self, Artifact, IdentityRule, Signers, Subject};
+
+    let read = |path: &Path, limit: u64, what: &str| {
+        read_regular(path, limit, Links::Follow)
+            .with_context(|| format!("cannot read {what} '{}'", path.display()))
+    };
+    let root =
+        sigstore::TrustedRoot::from_json(&read(&args.trusted_root, MAX_BUNDLE, "trusted root")?)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| {
+                format!("cannot use trusted root '{}'", args.trusted_root.display())
+            })?;
+    let keys = args
+        .keys
+        .iter()
+        .map(|k| {
+            let pem = read_text(k, bpfman_trust::policy::MAX_KEY, Links::Follow)
+                .with_context(|| format!("cannot read public key '{}'", k.display()))?;
+            sigstore::crypto::spki_from_pem(&pem)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("cannot use public key '{}'", k.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let subject = match (&args.identity, &args.identity_regexp) {
+        (Some(s), _) => Some(Subject::Exact(s.clone())),
+        (None, Some(r)) => Some(Subject::regex(r).map_err(anyhow::Error::msg)?),
+        (None, None) => None,
+    };
+    let known: Vec<&str> = bpfman_trust::sigstore::cert::GITHUB_EXTENSIONS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    for (name, _) in &args.extensions {
+        if !known.contains(&name.as_str()) {
+            bail!(
+                "unknown certificate extension '{name}' (known: {})",
+                known.join(", ")
+            );
+        }
+    }
+    let identities: Vec<IdentityRule> = subject
+        .map(|subject| IdentityRule {
+            issuer: args.issuer.clone().unwrap_or_default(),
+            subject,
+            extensions: args.extensions.clone(),
+        })
+        .into_iter()
+        .collect();
+    let artifact = read(&args.artifact, MAX_ARTIFACT, "artifact")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let result = read(&args.bundle, MAX_BUNDLE, "bundle").and_then(|text| {
+        let bundle = sigstore::Bundle::from_json(&text).map_err(|e| {
+            anyhow::Error::new(sigstore::Failure {
+                check: sigstore::Check::Bundle,
+                reason: e,
+            })
+        })?;
+        sigstore::verify(
+            &bundle,
+            Artifact::Blob(&artifact),
+            &root,
+            Signers {
+                keys: &keys,
+                identities: &identities,
+            },
+            now,
+        )
+        .map_err(anyhow::Error::new)
+    });
+    let mut out = io::stdout().lock();
+    match args.output {
+        Format::Json => {
+            let report = match &result {
+                Ok(v) => serde_json::json!({
+                    "artifact": args.artifact.display().to_string(),
+                    "signatures": [{
+                        "kind": v.kind,
+                        "identity": v.identity.as_ref().map(|i| i.subjects.clone()),
+                        "issuer": v.identity.as_ref().and_then(|i| i.issuer.clone()),
+                        "key": v.key,
+                        "log_index": v.log_indexes,
+                        "signed_at": sigstore::time::display(v.signed_at),
+                        "verdict": "valid",
+                    }],
+                    "verdict": "verified",
+                }),
+                Err(e) => serde_json::json!({
+                    "artifact": args.artifact.display().to_string(),
+                    "signatures": [{
+                        "verdict": "refused",
+                        "check": e.downcast_ref::<sigstore::Failure>().map(|f| f.check),
+                        "reason": format!("{e:#}"),
+                    }],
+                    "verdict": "not verified",
+                }),
+            };
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            if let Ok(v) = &result {
+                match &v.identity {
+                    Some(id) => writeln!(
+                        out,
+                        "Verified OK: certificate for {} from {}, signed at {}, log index {}",
+                        id.subjects.join(", "),
+                        id.issuer.as_deref().unwrap_or("(no issuer)"),
+                        sigstore::time::display(v.signed_at),
+                        join_indexes(&v.log_indexes),
+                    )?,
+                    None => writeln!(
+                        out,
+                        "Verified OK: key {}, signed at {}, log index {}",
+                        v.key.as_deref().unwrap_or("?"),
+                        sigstore::time::display(v.signed_at),
+                        join_indexes(&v.log_indexes),
+                    )?,
+                }
+            }
+        }
+    }
+    drop(out);
+    result.map(drop).with_context(|| {
+        format!(
+            "'{}' is not verified by '{}'",
+            args.artifact.display(),
+            args.bundle.display()
+        )
+    })
+}
+
+fn join_indexes(v: &[u64]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Reads the key password from `COSIGN_PASSWORD`, else asks on the
 /// terminal (twice when `confirm`).
 fn password(confirm: bool, what: &str) -> Result<String> {
