@@ -25,6 +25,11 @@ use bpfman_image_spec::oci::{Descriptor, ImageIndex, ImageManifest, to_canonical
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyId, PrivateKey, PublicKey};
+use crate::policy::Keyless;
+use crate::sigstore::bundle::{
+    Bundle as SigstoreBundle, COSIGN_CERTIFICATE, COSIGN_REKOR_BUNDLE, COSIGN_TIMESTAMP,
+};
+use crate::sigstore::{self, Artifact, Check};
 
 /// Media type of a simple signing payload layer.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -82,6 +87,9 @@ pub enum Found {
         origin: String,
         payload: Vec<u8>,
         signature: Option<String>,
+        /// The layer's other annotations (a keyless signature's
+        /// certificate, chain, Rekor bundle and timestamp).
+        annotations: BTreeMap<String, String>,
     },
     /// A bundle referrer's layer.
     Bundle { origin: String, bundle: Vec<u8> },
@@ -107,6 +115,49 @@ impl Found {
             Found::Unreadable { .. } => Format::Unknown,
         }
     }
+
+    /// What signed it: a key, or a certificate (keyless).
+    pub fn kind(&self) -> Kind {
+        match self {
+            Found::Legacy { annotations, .. } => {
+                if annotations.contains_key(COSIGN_CERTIFICATE) {
+                    Kind::Certificate
+                } else {
+                    Kind::Key
+                }
+            }
+            Found::Bundle { bundle, .. } => {
+                let v: serde_json::Value = serde_json::from_slice(bundle).unwrap_or_default();
+                let m = &v["verificationMaterial"];
+                if m.get("certificate").is_some() || m.get("x509CertificateChain").is_some() {
+                    Kind::Certificate
+                } else {
+                    Kind::Key
+                }
+            }
+            Found::Unreadable { .. } => Kind::Unknown,
+        }
+    }
+}
+
+/// What a signature is made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Key,
+    /// A certificate from a certificate authority (keyless: Fulcio).
+    Certificate,
+    Unknown,
+}
+
+/// What a scope trusts: keys, certificate signers, and the time to check
+/// certificates at when nothing else vouches for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Trust<'a> {
+    pub keys: &'a [PublicKey],
+    pub keyless: Option<&'a Keyless>,
+    /// Unix seconds.
+    pub now: i64,
 }
 
 /// The format a signature came in.
@@ -137,6 +188,16 @@ impl std::fmt::Display for Format {
 pub enum Outcome {
     /// Valid over this digest, by this key.
     Valid { key: KeyId },
+    /// Valid over this digest, by a certificate for a trusted identity,
+    /// every Sigstore check passed.
+    Certified {
+        identity: String,
+        issuer: String,
+        /// Transparency log indexes of the verified entries.
+        log_index: Vec<u64>,
+    },
+    /// A certificate signature a Sigstore check refused.
+    Refused { check: Check, reason: String },
     /// A well-formed signature for another image.
     WrongDigest { signed: String },
     /// Over this digest, but no trusted key verifies it (another signer,
@@ -153,6 +214,19 @@ impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Valid { key } => write!(f, "valid, signed by key {key}"),
+            Outcome::Certified {
+                identity,
+                issuer,
+                log_index,
+            } => {
+                write!(f, "valid, certificate for {identity} from {issuer}")?;
+                if !log_index.is_empty() {
+                    let l: Vec<String> = log_index.iter().map(ToString::to_string).collect();
+                    write!(f, ", log index {}", l.join(", "))?;
+                }
+                Ok(())
+            }
+            Outcome::Refused { check, reason } => write!(f, "{check} check failed: {reason}"),
             Outcome::WrongDigest { signed } => write!(
                 f,
                 "signs another image ({signed}); it was copied or the tag was moved"
@@ -169,15 +243,153 @@ impl std::fmt::Display for Outcome {
 /// Checks one found signature: does it sign `digest`, and does one of
 /// `keys` verify it? Pure.
 pub fn check(found: &Found, digest: &Digest, keys: &[PublicKey]) -> Outcome {
+    check_with(
+        found,
+        digest,
+        &Trust {
+            keys,
+            keyless: None,
+            now: 0,
+        },
+    )
+}
+
+/// Checks one found signature against everything a scope trusts: keys,
+/// and certificate signers under a trusted root. Pure: the time is given.
+pub fn check_with(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outcome {
+    if found.kind() == Kind::Certificate {
+        return check_certificate(found, digest, trust);
+    }
     match found {
         Found::Legacy {
             payload, signature, ..
-        } => check_legacy(payload, signature.as_deref(), digest, keys),
-        Found::Bundle { bundle, .. } => check_bundle(bundle, digest, keys),
+        } => check_legacy(payload, signature.as_deref(), digest, trust.keys),
+        Found::Bundle { bundle, .. } => check_bundle(bundle, digest, trust.keys),
         Found::Unreadable { problem, .. } => Outcome::Malformed {
             problem: problem.clone(),
         },
     }
+}
+
+fn refused(check: Check, reason: impl Into<String>) -> Outcome {
+    Outcome::Refused {
+        check,
+        reason: reason.into(),
+    }
+}
+
+/// A keyless signature, in either format: every Sigstore check against
+/// the scope's trusted root and identities, then the image digest.
+fn check_certificate(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outcome {
+    let Some(keyless) = trust.keyless else {
+        return refused(
+            Check::Identity,
+            "signed with a certificate, and this scope trusts no certificate signers (give it 'trusted-root' and 'identities')",
+        );
+    };
+    let signers = keyless.signers(&[]);
+    let Ok(image) = <[u8; 32]>::try_from(digest_bytes(digest).as_slice()) else {
+        return malformed(format!("digest {digest} is not SHA-256"));
+    };
+    let verified = match found {
+        Found::Legacy {
+            payload,
+            signature,
+            annotations,
+            ..
+        } => {
+            let Some(signature) = signature else {
+                return malformed(format!(
+                    "the layer has no {SIGNATURE_ANNOTATION} annotation"
+                ));
+            };
+            let bundle = match SigstoreBundle::from_cosign_annotations(
+                signature,
+                annotations
+                    .get(COSIGN_CERTIFICATE)
+                    .map_or("", String::as_str),
+                annotations.get(COSIGN_REKOR_BUNDLE).map(String::as_str),
+                annotations.get(COSIGN_TIMESTAMP).map(String::as_str),
+            ) {
+                Ok(b) => b,
+                Err(e) => return refused(Check::Bundle, e),
+            };
+            let v = match sigstore::verify(
+                &bundle,
+                Artifact::Blob(payload),
+                &keyless.root,
+                signers,
+                trust.now,
+            ) {
+                Ok(v) => v,
+                Err(f) => return refused(f.check, f.reason),
+            };
+            // Genuine; now, is it for this image?
+            let parsed = match serde_json::from_slice::<SimpleSigning>(payload) {
+                Ok(p) => p,
+                Err(e) => return malformed(format!("the payload is not simple signing JSON: {e}")),
+            };
+            let signed = parsed.critical.image.docker_manifest_digest;
+            if signed != digest.to_string() {
+                return Outcome::WrongDigest { signed };
+            }
+            v
+        }
+        Found::Bundle { bundle, .. } => {
+            let parsed = match SigstoreBundle::from_json(bundle) {
+                Ok(b) => b,
+                Err(e) => return refused(Check::Bundle, e),
+            };
+            if let sigstore::bundle::Content::Dsse { payload, .. } = &parsed.content {
+                match serde_json::from_slice::<Statement>(payload) {
+                    Ok(s) if s.predicate_type != COSIGN_SIGN_PREDICATE => {
+                        return Outcome::NotASignature {
+                            what: format!("an attestation of type {}", s.predicate_type),
+                        };
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return malformed(format!("the signed statement is not in-toto JSON: {e}"));
+                    }
+                }
+            } else {
+                return malformed("the bundle signs a message, not an image (no DSSE envelope)");
+            }
+            match sigstore::verify(
+                &parsed,
+                Artifact::Sha256(image),
+                &keyless.root,
+                signers,
+                trust.now,
+            ) {
+                Ok(v) => v,
+                Err(f) if f.check == Check::Artifact => {
+                    return Outcome::WrongDigest {
+                        signed: "another image (the statement's subject)".into(),
+                    };
+                }
+                Err(f) => return refused(f.check, f.reason),
+            }
+        }
+        Found::Unreadable { problem, .. } => return malformed(problem.clone()),
+    };
+    let identity = verified.identity.unwrap_or_default();
+    Outcome::Certified {
+        identity: identity.subjects.join(", "),
+        issuer: identity.issuer.unwrap_or_default(),
+        log_index: verified.log_indexes,
+    }
+}
+
+fn digest_bytes(digest: &Digest) -> Vec<u8> {
+    let hex = digest.hex();
+    (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect()
 }
 
 fn malformed(problem: impl Into<String>) -> Outcome {
@@ -403,10 +615,13 @@ impl LegacyLayer {
 
     /// As found in `origin`, for checking.
     pub fn found(&self, origin: String) -> Found {
+        let mut annotations = self.annotations.clone();
+        annotations.remove(SIGNATURE_ANNOTATION);
         Found::Legacy {
             origin,
             payload: self.payload.clone(),
             signature: self.signature().map(str::to_string),
+            annotations,
         }
     }
 }
@@ -717,6 +932,7 @@ mod tests {
             origin: "t".into(),
             payload: l.payload,
             signature: None,
+            annotations: BTreeMap::new(),
         };
         assert!(matches!(
             check(&missing, &d, &keys),

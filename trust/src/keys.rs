@@ -87,6 +87,14 @@ pub struct PublicKey {
 #[serde(transparent)]
 pub struct KeyId(String);
 
+impl KeyId {
+    /// A certificate signer, named as reports show it:
+    /// `certificate <subject> (<issuer>)`.
+    pub fn certificate(identity: &str, issuer: &str) -> Self {
+        KeyId(format!("certificate {identity} ({issuer})"))
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -43,7 +43,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::file::{Links, read_text};
+use std::sync::Arc;
+
 use crate::keys::PublicKey;
+use crate::sigstore::cert::GITHUB_EXTENSIONS;
+use crate::sigstore::{IdentityRule, Signers, Subject, TrustedRoot};
 
 /// The largest policy file read.
 pub const MAX_POLICY: u64 = 1 << 20;
@@ -84,10 +88,57 @@ pub struct Scope {
     /// The pattern as written, or a description for built-in scopes.
     pub pattern: String,
     pub rule: Rule,
+    /// Certificate (keyless) signers this scope trusts besides its keys.
+    pub keyless: Option<Keyless>,
     /// Where the scope was written (`policy.toml:12`), or `built-in`.
     pub origin: String,
     segments: Vec<String>,
     line: usize,
+}
+
+/// Keyless trust for a scope: a Sigstore trusted root (certificate
+/// authorities, logs, timestamp authorities) and the identities whose
+/// certificates it accepts.
+#[derive(Debug, Clone)]
+pub struct Keyless {
+    pub root: Arc<TrustedRoot>,
+    /// The trusted root's file, for messages.
+    pub root_path: PathBuf,
+    pub identities: Vec<IdentityRule>,
+    /// A transparency log entry is required (`transparency-log =
+    /// "required"`, the default).
+    pub require_log: bool,
+    /// A verified SCT is required (`sct = "required"`, the default).
+    pub require_sct: bool,
+}
+
+impl PartialEq for Keyless {
+    fn eq(&self, other: &Self) -> bool {
+        let ids = |k: &Keyless| {
+            k.identities
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        self.root_path == other.root_path
+            && ids(self) == ids(other)
+            && self.require_log == other.require_log
+            && self.require_sct == other.require_sct
+    }
+}
+
+impl Eq for Keyless {}
+
+impl Keyless {
+    /// The signers a Sigstore verification accepts under this scope.
+    pub fn signers<'a>(&'a self, keys: &'a [Vec<u8>]) -> Signers<'a> {
+        Signers {
+            keys,
+            identities: &self.identities,
+            require_log: self.require_log,
+            require_sct: self.require_sct,
+        }
+    }
 }
 
 impl Scope {
@@ -166,6 +217,26 @@ struct RawScope {
     rule: Spanned<String>,
     #[serde(default)]
     keys: Vec<Spanned<String>>,
+    #[serde(rename = "trusted-root")]
+    trusted_root: Option<Spanned<String>>,
+    #[serde(default)]
+    identities: Vec<Spanned<RawIdentity>>,
+    #[serde(rename = "transparency-log")]
+    transparency_log: Option<Spanned<String>>,
+    sct: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawIdentity {
+    issuer: Option<String>,
+    subject: Option<String>,
+    subject_regex: Option<String>,
+    github_workflow_trigger: Option<String>,
+    github_workflow_sha: Option<String>,
+    github_workflow_name: Option<String>,
+    github_workflow_repository: Option<String>,
+    github_workflow_ref: Option<String>,
 }
 
 impl Policy {
@@ -178,6 +249,7 @@ impl Policy {
             default: Scope {
                 pattern: "*".into(),
                 rule: Rule::RequireSignature { keys: Vec::new() },
+                keyless: None,
                 origin: "built-in default".into(),
                 segments: Vec::new(),
                 line: 0,
@@ -187,12 +259,19 @@ impl Policy {
 
     /// A policy of one rule for everything: what `verify --key` checks.
     pub fn everything(rule: Rule, origin: &str) -> Self {
+        Self::everything_with(rule, None, origin)
+    }
+
+    /// A policy of one rule and keyless trust for everything: what
+    /// `verify --trusted-root ... --certificate-identity ...` checks.
+    pub fn everything_with(rule: Rule, keyless: Option<Keyless>, origin: &str) -> Self {
         Self {
             origin: origin.into(),
             scopes: Vec::new(),
             default: Scope {
                 pattern: "*".into(),
                 rule,
+                keyless,
                 origin: "the only scope".into(),
                 segments: Vec::new(),
                 line: 0,
@@ -207,7 +286,9 @@ impl Policy {
                 path: path.into(),
                 source,
             })?;
-        Self::parse(&text, path, |p| read_text(p, MAX_KEY, Links::Follow))
+        // Keys and trusted roots; a root lists certificates, so it may be
+        // larger than a key.
+        Self::parse(&text, path, |p| read_text(p, MAX_POLICY, Links::Follow))
     }
 
     /// Parses policy `text` that came from `path`, reading key files with
@@ -248,6 +329,7 @@ impl Policy {
             None => Scope {
                 pattern: "*".into(),
                 rule: Rule::Reject,
+                keyless: None,
                 origin: format!("{} (no [default] section)", path.display()),
                 segments: Vec::new(),
                 line: 0,
@@ -329,13 +411,14 @@ impl<F: FnMut(&Path) -> io::Result<String>> Ctx<'_, F> {
         for k in &raw.keys {
             keys.push(self.key(k)?);
         }
+        let keyless = self.keyless(&raw, &span)?;
         let rule = match raw.rule.get_ref().as_str() {
             "require-signature" => {
-                if keys.is_empty() {
+                if keys.is_empty() && keyless.is_none() {
                     return Err(invalid(
                         self,
                         &raw.rule.span(),
-                        "rule 'require-signature' needs 'keys': the public keys whose signatures are trusted".into(),
+                        "rule 'require-signature' needs 'keys' (the public keys whose signatures are trusted), or 'trusted-root' and 'identities' (the certificate signers)".into(),
                     ));
                 }
                 Rule::RequireSignature { keys }
@@ -347,6 +430,13 @@ impl<F: FnMut(&Path) -> io::Result<String>> Ctx<'_, F> {
                         self,
                         &k.span(),
                         "rule 'reject' takes no keys".into(),
+                    ));
+                }
+                if let Some(r) = &raw.trusted_root {
+                    return Err(invalid(
+                        self,
+                        &r.span(),
+                        "rule 'reject' takes no trusted root or identities".into(),
                     ));
                 }
                 Rule::Reject
@@ -364,19 +454,138 @@ impl<F: FnMut(&Path) -> io::Result<String>> Ctx<'_, F> {
         Ok(Scope {
             pattern,
             rule,
+            keyless,
             origin,
             segments,
             line: self.line(&span),
         })
     }
 
-    fn key(&mut self, k: &Spanned<String>) -> Result<PublicKey, PolicyError> {
-        let rel = Path::new(k.get_ref());
-        let file = if rel.is_absolute() {
+    fn relative(&self, p: &str) -> PathBuf {
+        let rel = Path::new(p);
+        if rel.is_absolute() {
             rel.to_path_buf()
         } else {
             self.base.join(rel)
+        }
+    }
+
+    /// The scope's keyless trust: both 'trusted-root' and 'identities', or
+    /// neither.
+    fn keyless(
+        &mut self,
+        raw: &RawScope,
+        span: &Range<usize>,
+    ) -> Result<Option<Keyless>, PolicyError> {
+        let invalid = |ctx: &Self, s: &Range<usize>, message: String| PolicyError::Invalid {
+            path: ctx.path.into(),
+            line: ctx.line(s),
+            message,
         };
+        let flag = |ctx: &Self, v: &Option<Spanned<String>>, name: &str| match v {
+            None => Ok(true),
+            Some(v) => match v.get_ref().as_str() {
+                "required" => Ok(true),
+                "optional" => Ok(false),
+                other => Err(invalid(
+                    ctx,
+                    &v.span(),
+                    format!("'{name}' is 'required' or 'optional', not '{other}'"),
+                )),
+            },
+        };
+        let require_log = flag(self, &raw.transparency_log, "transparency-log")?;
+        let require_sct = flag(self, &raw.sct, "sct")?;
+        let root = match (&raw.trusted_root, raw.identities.is_empty()) {
+            (None, true) => {
+                if let Some(v) = raw.transparency_log.as_ref().or(raw.sct.as_ref()) {
+                    return Err(invalid(
+                        self,
+                        &v.span(),
+                        "'transparency-log' and 'sct' apply to certificate signers: add 'trusted-root' and 'identities'".into(),
+                    ));
+                }
+                return Ok(None);
+            }
+            (None, false) => {
+                return Err(invalid(
+                    self,
+                    span,
+                    "'identities' need a 'trusted-root' (a Sigstore trusted_root.json naming the certificate authorities and logs)".into(),
+                ));
+            }
+            (Some(r), true) => {
+                return Err(invalid(
+                    self,
+                    &r.span(),
+                    "'trusted-root' needs 'identities': the issuer and subject of each trusted signer".into(),
+                ));
+            }
+            (Some(r), false) => r,
+        };
+        let file = self.relative(root.get_ref());
+        let line = self.line(&root.span());
+        let text = (self.read_key)(&file).map_err(|e| PolicyError::Invalid {
+            path: self.path.into(),
+            line,
+            message: format!("cannot read trusted root '{}': {e}", file.display()),
+        })?;
+        let parsed = TrustedRoot::from_json(text.as_bytes()).map_err(|e| PolicyError::Invalid {
+            path: self.path.into(),
+            line,
+            message: format!("cannot use trusted root '{}': {e}", file.display()),
+        })?;
+        let mut identities = Vec::new();
+        for id in &raw.identities {
+            let at = id.span();
+            let id = id.get_ref();
+            let issuer = id.issuer.clone().ok_or_else(|| {
+                invalid(
+                    self,
+                    &at,
+                    "an identity needs 'issuer': the OIDC issuer URL, exact".into(),
+                )
+            })?;
+            let subject = match (&id.subject, &id.subject_regex) {
+                (Some(s), None) => Subject::Exact(s.clone()),
+                (None, Some(r)) => Subject::regex(r).map_err(|m| invalid(self, &at, m))?,
+                _ => {
+                    return Err(invalid(
+                        self,
+                        &at,
+                        "an identity needs exactly one of 'subject' (exact) and 'subject-regex' (anchored)".into(),
+                    ));
+                }
+            };
+            let values = [
+                &id.github_workflow_trigger,
+                &id.github_workflow_sha,
+                &id.github_workflow_name,
+                &id.github_workflow_repository,
+                &id.github_workflow_ref,
+            ];
+            let extensions = GITHUB_EXTENSIONS
+                .iter()
+                .zip(values)
+                .filter_map(|((name, _), v)| v.clone().map(|v| ((*name).to_string(), v)))
+                .collect();
+            identities.push(IdentityRule {
+                issuer,
+                subject,
+                extensions,
+            });
+        }
+        Ok(Some(Keyless {
+            root: Arc::new(parsed),
+            root_path: file,
+            identities,
+            require_log,
+            require_sct,
+        }))
+    }
+
+    fn key(&mut self, k: &Spanned<String>) -> Result<PublicKey, PolicyError> {
+        let file = self.relative(k.get_ref());
         let (path, line) = (self.path, self.line(&k.span()));
         let err = |reason: String| PolicyError::Key {
             path: path.into(),
@@ -685,5 +894,102 @@ rule = "accept-unsigned"
         assert_eq!(p.scope_for("x").rule.keys().len(), 1);
         let e = Policy::load(&dir.path().join("nope.toml")).expect_err("missing");
         assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn scopes_trust_certificate_identities_under_a_trusted_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = crate::sigstore::testpki::TestPki::new(1_800_000_000);
+        std::fs::write(dir.path().join("root.json"), pki.trusted_root_json()).expect("write");
+        let path = dir.path().join("policy.toml");
+        let write = |text: &str| std::fs::write(&path, text).expect("write");
+        write(
+            r#"[[scope]]
+match = "ghcr.io/org"
+rule = "require-signature"
+trusted-root = "root.json"
+identities = [
+  { issuer = "https://token.actions.githubusercontent.com", subject = "https://github.com/org/a/.github/workflows/r.yml@refs/heads/main" },
+  { issuer = "https://token.actions.githubusercontent.com", subject-regex = "https://github.com/org/.*", github-workflow-repository = "org/b" },
+]
+
+[[scope]]
+match = "registry.internal/ebpf"
+rule = "require-signature"
+trusted-root = "root.json"
+identities = [{ issuer = "https://ca.internal", subject = "ci@internal" }]
+transparency-log = "optional"
+sct = "optional"
+"#,
+        );
+        let p = Policy::load(&path).expect("loads");
+        let k = p
+            .scope_for("ghcr.io/org/x")
+            .keyless
+            .as_ref()
+            .expect("keyless");
+        assert_eq!(k.identities.len(), 2);
+        assert!(k.require_log && k.require_sct);
+        assert_eq!(
+            k.identities[1].extensions,
+            vec![(
+                "github-workflow-repository".to_string(),
+                "org/b".to_string()
+            )]
+        );
+        let k = p
+            .scope_for("registry.internal/ebpf/x")
+            .keyless
+            .as_ref()
+            .expect("keyless");
+        assert!(!k.require_log && !k.require_sct);
+        assert!(p.scope_for("docker.io/x").keyless.is_none());
+
+        for (text, want) in [
+            (
+                "[default]\nrule = \"require-signature\"\nidentities = [{ issuer = \"i\", subject = \"s\" }]\n",
+                "line 1: 'identities' need a 'trusted-root'",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"root.json\"\n",
+                "line 3: 'trusted-root' needs 'identities'",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"root.json\"\nidentities = [{ subject = \"s\" }]\n",
+                "line 4: an identity needs 'issuer'",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"root.json\"\nidentities = [{ issuer = \"i\", subject = \"s\", subject-regex = \"s\" }]\n",
+                "exactly one of 'subject'",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"root.json\"\nidentities = [{ issuer = \"i\", subject-regex = \"(\" }]\n",
+                "not a valid regular expression",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"missing.json\"\nidentities = [{ issuer = \"i\", subject = \"s\" }]\n",
+                "line 3: cannot read trusted root",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"policy.toml\"\nidentities = [{ issuer = \"i\", subject = \"s\" }]\n",
+                "line 3: cannot use trusted root",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"root.json\"\nidentities = [{ issuer = \"i\", subject = \"s\" }]\nsct = \"maybe\"\n",
+                "line 5: 'sct' is 'required' or 'optional'",
+            ),
+            (
+                "[default]\nrule = \"accept-unsigned\"\nsct = \"optional\"\n",
+                "apply to certificate signers",
+            ),
+            (
+                "[default]\nrule = \"require-signature\"\ntrusted-root = \"root.json\"\nidentities = [{ issuer = \"i\", subject = \"s\", github-workflow-color = \"red\" }]\n",
+                "github-workflow-color",
+            ),
+        ] {
+            write(text);
+            let e = Policy::load(&path).expect_err(want).to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use bpfman_image_spec::digest::Digest;
 use serde::Serialize;
 
-use crate::cosign::{self, Format, Found, Outcome};
+use crate::cosign::{self, Format, Found, Kind, Outcome, Trust};
 use crate::keys::KeyId;
 use crate::policy::{Policy, Rule};
 
@@ -26,6 +26,8 @@ pub struct Subject<'a> {
 pub struct Check {
     pub origin: String,
     pub format: Format,
+    /// Key or certificate.
+    pub kind: Kind,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -162,9 +164,19 @@ pub struct Verdict {
     pub decision: Result<Proof, Refusal>,
 }
 
-/// Decides whether `subject` may be used given the signatures `found` for
-/// its digest and the `policy`. Pure: same inputs, same verdict.
+/// [`evaluate_at`] now, by the system clock.
 pub fn evaluate(subject: Subject<'_>, found: &[Found], policy: &Policy) -> Verdict {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    evaluate_at(subject, found, policy, now)
+}
+
+/// Decides whether `subject` may be used given the signatures `found` for
+/// its digest and the `policy`, at Unix time `now` (when a certificate
+/// without a logged or timestamped time must be valid). Pure: same inputs,
+/// same verdict.
+pub fn evaluate_at(subject: Subject<'_>, found: &[Found], policy: &Policy, now: i64) -> Verdict {
     let scope = policy.scope_for(subject.identity);
     let decider = Decider {
         pattern: scope.pattern.clone(),
@@ -172,21 +184,32 @@ pub fn evaluate(subject: Subject<'_>, found: &[Found], policy: &Policy) -> Verdi
         origin: scope.origin.clone(),
     };
     let keys = scope.rule.keys();
+    let trust = Trust {
+        keys,
+        keyless: scope.keyless.as_ref(),
+        now,
+    };
     let checks: Vec<Check> = found
         .iter()
         .take(cosign::MAX_SIGNATURES)
         .map(|f| Check {
             origin: f.origin().to_string(),
             format: f.format(),
-            outcome: cosign::check(f, subject.digest, keys),
+            kind: f.kind(),
+            outcome: cosign::check_with(f, subject.digest, &trust),
         })
         .collect();
     let mut signed_by: Vec<KeyId> = Vec::new();
     for c in &checks {
-        if let Outcome::Valid { key } = &c.outcome
-            && !signed_by.contains(key)
-        {
-            signed_by.push(key.clone());
+        let signer = match &c.outcome {
+            Outcome::Valid { key } => key.clone(),
+            Outcome::Certified {
+                identity, issuer, ..
+            } => KeyId::certificate(identity, issuer),
+            _ => continue,
+        };
+        if !signed_by.contains(&signer) {
+            signed_by.push(signer);
         }
     }
     let refuse = |reasons: Vec<Reason>| Refusal {
@@ -214,7 +237,8 @@ pub fn evaluate(subject: Subject<'_>, found: &[Found], policy: &Policy) -> Verdi
         Rule::RequireSignature { .. } if !signed_by.is_empty() => Ok(admit(signed_by)),
         Rule::RequireSignature { keys } => {
             let mut reasons = Vec::new();
-            if keys.is_empty() {
+            let trusts_nobody = keys.is_empty() && scope.keyless.is_none();
+            if trusts_nobody {
                 reasons.push(Reason::NoTrustedKeys);
             }
             let signatures: Vec<&Check> = checks
@@ -226,7 +250,7 @@ pub fn evaluate(subject: Subject<'_>, found: &[Found], policy: &Policy) -> Verdi
             }
             // Without trusted keys every signature is "untrusted": saying
             // so once (NoTrustedKeys) is clearer than once per signature.
-            if !keys.is_empty() {
+            if !trusts_nobody {
                 reasons.extend(checks.iter().cloned().map(Reason::Signature));
             }
             Err(refuse(reasons))
@@ -291,6 +315,7 @@ mod tests {
                     origin: format!("sig {n}"),
                     payload,
                     signature: l.signature().map(str::to_string),
+                    annotations: BTreeMap::new(),
                 }
             }
             Sig::Malformed => Found::Unreadable {

@@ -204,10 +204,7 @@ pub(super) fn verify_blob(args: VerifyBlobArgs) -> Result<()> {
             &bundle,
             Artifact::Blob(&artifact),
             &root,
-            Signers {
-                keys: &keys,
-                identities: &identities,
-            },
+            Signers::new(&keys, &identities),
             now,
         )
         .map_err(anyhow::Error::new)

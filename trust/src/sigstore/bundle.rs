@@ -395,3 +395,118 @@ impl Bundle {
         }
     }
 }
+
+/// The annotations cosign writes on a keyless `.sig` layer.
+pub const COSIGN_CERTIFICATE: &str = "dev.sigstore.cosign/certificate";
+pub const COSIGN_CHAIN: &str = "dev.sigstore.cosign/chain";
+pub const COSIGN_REKOR_BUNDLE: &str = "dev.sigstore.cosign/bundle";
+pub const COSIGN_TIMESTAMP: &str = "dev.sigstore.cosign/rfc3161timestamp";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RekorBundleJson {
+    signed_entry_timestamp: String,
+    payload: RekorPayloadJson,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RekorPayloadJson {
+    body: String,
+    integrated_time: i64,
+    log_index: i64,
+    #[serde(rename = "logID")]
+    log_id: String,
+}
+
+#[derive(Deserialize)]
+struct TimestampAnnotationJson {
+    #[serde(rename = "SignedRFC3161Timestamp")]
+    signed: String,
+}
+
+/// The DER of the first PEM block labelled `label` in `text`.
+pub fn pem_block(text: &str, label: &str) -> Result<Vec<u8>, String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text
+        .find(&begin)
+        .ok_or_else(|| format!("no PEM {label} block"))?
+        + begin.len();
+    let stop = text[start..]
+        .find(&end)
+        .ok_or_else(|| format!("unterminated PEM {label} block"))?
+        + start;
+    b64(&text[start..stop], &format!("the PEM {label}"))
+}
+
+impl Bundle {
+    /// A keyless signature in cosign's `.sig` layer annotations, as the
+    /// bundle it amounts to: the certificate, the Rekor entry with its
+    /// signed entry timestamp (no inclusion proof: cosign's annotation
+    /// carries none), any RFC 3161 timestamp, and the signature over the
+    /// layer's payload. The chain annotation is not used: chains come
+    /// from the trusted root.
+    pub fn from_cosign_annotations(
+        signature: &str,
+        certificate_pem: &str,
+        rekor_bundle: Option<&str>,
+        timestamp: Option<&str>,
+    ) -> Result<Bundle, String> {
+        let leaf = pem_block(certificate_pem, "CERTIFICATE")
+            .map_err(|e| format!("the certificate annotation: {e}"))?;
+        let mut tlog_entries = Vec::new();
+        if let Some(rekor) = rekor_bundle {
+            let j: RekorBundleJson = serde_json::from_str(rekor)
+                .map_err(|e| format!("the Rekor bundle annotation is not Rekor's bundle: {e}"))?;
+            let body = b64(&j.payload.body, "the Rekor entry body")?;
+            let kv: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| format!("the Rekor entry body is not JSON: {e}"))?;
+            let log_id = (0..j.payload.log_id.len())
+                .step_by(2)
+                .map(|i| {
+                    j.payload
+                        .log_id
+                        .get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .ok_or("the Rekor bundle's logID is not hex")?;
+            tlog_entries.push(TlogEntry {
+                log_index: u64::try_from(j.payload.log_index)
+                    .map_err(|_| "the Rekor bundle's logIndex is negative")?,
+                log_id,
+                kind: kv["kind"].as_str().unwrap_or_default().to_string(),
+                version: kv["apiVersion"].as_str().unwrap_or_default().to_string(),
+                integrated_time: Some(j.payload.integrated_time),
+                signed_entry_timestamp: Some(b64(
+                    &j.signed_entry_timestamp,
+                    "the signed entry timestamp",
+                )?),
+                inclusion_proof: None,
+                body,
+            });
+        }
+        let timestamps = match timestamp {
+            Some(t) => {
+                let j: TimestampAnnotationJson = serde_json::from_str(t)
+                    .map_err(|e| format!("the timestamp annotation: {e}"))?;
+                vec![b64(&j.signed, "the RFC 3161 timestamp")?]
+            }
+            None => Vec::new(),
+        };
+        Ok(Bundle {
+            version: (0, 1),
+            material: Material::Certificate {
+                leaf,
+                rest: Vec::new(),
+            },
+            tlog_entries,
+            timestamps,
+            content: Content::Message {
+                digest: None,
+                signature: b64(signature, "the signature annotation")?,
+            },
+        })
+    }
+}

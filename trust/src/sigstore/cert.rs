@@ -367,7 +367,7 @@ fn parse_sct_list(mut b: &[u8]) -> Result<Vec<Sct<'_>>, String> {
     Ok(out)
 }
 
-fn encode(tag: u8, contents: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(tag: u8, contents: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let n = contents.len();
     if n < 0x80 {

@@ -11,10 +11,15 @@ pub mod cert;
 pub mod crypto;
 mod der;
 pub mod root;
+#[cfg(any(test, feature = "test-pki"))]
+pub mod testpki;
 pub mod time;
 pub mod tlog;
 pub mod tsa;
 pub mod verify;
+
+#[cfg(test)]
+mod tests;
 
 pub use bundle::Bundle;
 pub use root::TrustedRoot;
