@@ -385,15 +385,17 @@ pub struct Signed {
 pub async fn sign(
     store: &ImageStore,
     key: &PrivateKey,
+    certificate: Option<&cosign::SigningCertificate>,
     identity: Option<&str>,
     format: SignatureFormat,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Signed, OpError> {
     let resolved = store.resolve().await?;
-    sign_resolved(
+    sign_resolved_with(
         &store.signatures(),
         &resolved,
         key,
+        certificate,
         identity,
         format,
         annotations,
@@ -415,16 +417,33 @@ pub async fn sign_resolved(
     format: SignatureFormat,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Signed, SignError> {
+    sign_resolved_with(store, resolved, key, None, identity, format, annotations).await
+}
+
+/// [`sign_resolved`], carrying the key's certificate (and chain) when
+/// given: cosign's `--certificate`, for signers with their own CA.
+pub async fn sign_resolved_with(
+    store: &Store<'_>,
+    resolved: &Resolved,
+    key: &PrivateKey,
+    certificate: Option<&cosign::SigningCertificate>,
+    identity: Option<&str>,
+    format: SignatureFormat,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Signed, SignError> {
     let digest = &resolved.top.digest;
     let claimed = identity.unwrap_or(&resolved.identity);
     let stored = match format {
         SignatureFormat::Legacy => {
-            let layer = cosign::sign_legacy(key, claimed, digest, annotations);
+            let mut layer = cosign::sign_legacy(key, claimed, digest, annotations);
+            if let Some(c) = certificate {
+                c.annotate(&mut layer);
+            }
             store.add_legacy(digest, &[layer]).await?;
             format!("{}:{}", resolved.identity, cosign::signature_tag(digest))
         }
         SignatureFormat::Bundle => {
-            let bundle = cosign::sign_bundle(key, claimed, digest, annotations);
+            let bundle = cosign::sign_bundle_with(key, claimed, digest, annotations, certificate);
             let referrer = store.add_bundle(&resolved.top, &bundle).await?;
             format!("{}@{}", resolved.identity, referrer.digest)
         }

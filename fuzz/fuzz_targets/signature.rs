@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         origin: "fuzz".into(),
         payload: payload.to_vec(),
         signature,
+        annotations: Default::default(),
     };
     let _ = cosign::check(&legacy, &digest, keys);
     let _ = cosign::payload_annotations(data);

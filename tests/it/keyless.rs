@@ -215,3 +215,309 @@ fn verify_blob_usage_errors_are_status_2_and_bad_files_are_named() {
         r.stderr
     );
 }
+
+// ---- keyless signatures on images, in a real registry ----
+
+mod images {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use base64::Engine as _;
+    use bpfman_image::signing::Store;
+    use bpfman_image_spec::digest::Digest;
+    use bpfman_image_spec::oci::Descriptor;
+    use bpfman_trust::cosign::{self, LegacyLayer, SIGNATURE_ANNOTATION};
+    use bpfman_trust::sigstore::bundle::{COSIGN_CERTIFICATE, COSIGN_REKOR_BUNDLE};
+    use bpfman_trust::sigstore::testpki::{Leaf, TestPki, ephemeral, pem, sign_with};
+
+    use crate::registry_harness::TestRegistry;
+    use crate::signing::{img, push_built, tc, with_registry, xdp};
+    use crate::support::{BpfMount, load_bin, run};
+
+    const WHO: &str = "https://github.com/org/ebpf/.github/workflows/release.yml@refs/heads/main";
+    const ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    /// A keyless `.sig` layer for `digest`, as cosign writes one.
+    fn legacy_layer(pki: &TestPki, repo: &str, digest: &Digest, who: &str) -> LegacyLayer {
+        let payload = cosign::simple_signing_payload(repo, digest, &BTreeMap::new());
+        let (key, spki) = ephemeral();
+        let sig = sign_with(&key, &payload);
+        let cert = pki.issue(&spki, &Leaf::new(who, ISSUER, pki.now));
+        LegacyLayer {
+            annotations: BTreeMap::from([
+                (
+                    SIGNATURE_ANNOTATION.to_string(),
+                    base64::engine::general_purpose::STANDARD.encode(&sig),
+                ),
+                (COSIGN_CERTIFICATE.to_string(), pem(&cert, "CERTIFICATE")),
+                (
+                    COSIGN_REKOR_BUNDLE.to_string(),
+                    pki.rekor_annotation(&payload, &sig, &cert, pki.now - 5, 42),
+                ),
+            ]),
+            payload,
+        }
+    }
+
+    /// A keyless v0.3 bundle for `digest`.
+    fn bundle(pki: &TestPki, repo: &str, digest: &Digest) -> Vec<u8> {
+        let statement = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{ "name": repo, "digest": { "sha256": digest.hex() } }],
+            "predicateType": cosign::COSIGN_SIGN_PREDICATE,
+            "predicate": {},
+        })
+        .to_string();
+        let (key, spki) = ephemeral();
+        let pae = bpfman_trust::sigstore::verify::pae(cosign::IN_TOTO, statement.as_bytes());
+        let sig = sign_with(&key, &pae);
+        let cert = pki.issue(&spki, &Leaf::new(WHO, ISSUER, pki.now));
+        pki.dsse_bundle(statement.as_bytes(), &sig, &cert, pki.now - 5, 7)
+    }
+
+    /// Adds signatures to `digest` in `repo` the way cosign stores them.
+    fn store(repo: &str, digest: &Digest, legacy: Option<LegacyLayer>, bundle: Option<Vec<u8>>) {
+        let reference = format!("{repo}@{digest}");
+        with_registry(&reference, async |reg, r| {
+            let fetched = reg.get_manifest(r, None).await.expect("image manifest");
+            let subject =
+                Descriptor::for_bytes(bpfman_image_spec::media::OCI_MANIFEST, &fetched.bytes);
+            let s = Store::registry(reg, r);
+            if let Some(l) = legacy {
+                s.add_legacy(digest, &[l]).await.expect("add .sig");
+            }
+            if let Some(b) = bundle {
+                s.add_bundle(&subject, &b).await.expect("add bundle");
+            }
+        });
+    }
+
+    fn verify(repo_tag: &str, root: &Path, who: &str, json: bool) -> crate::support::Run {
+        let root = root.display().to_string();
+        let mut args = vec![
+            "verify",
+            "--trusted-root",
+            &root,
+            "--certificate-identity",
+            who,
+            "--certificate-oidc-issuer",
+            ISSUER,
+        ];
+        if json {
+            args.extend(["--output", "json"]);
+        }
+        args.push(repo_tag);
+        img(&args)
+    }
+
+    #[test]
+    fn keyless_signed_images_verify_by_identity_and_load_under_a_host_policy() {
+        let test = "keyless_signed_images_verify_by_identity_and_load_under_a_host_policy";
+        let Some(reg) = TestRegistry::plain(test) else {
+            return;
+        };
+        let dir = tempfile::TempDir::new().expect("tmp");
+        let pki = TestPki::new(now());
+        let root = dir.path().join("trusted_root.json");
+        std::fs::write(&root, pki.trusted_root_json()).expect("root");
+        let repo = reg.repo("ebpf/keyless");
+        let d1: Digest = push_built(&xdp(), &format!("{repo}:v1"), &[])
+            .parse()
+            .expect("digest");
+        let d2: Digest = push_built(&tc(), &format!("{repo}:v2"), &[])
+            .parse()
+            .expect("digest");
+
+        // v1: cosign's legacy keyless .sig (certificate + Rekor bundle).
+        store(&repo, &d1, Some(legacy_layer(&pki, &repo, &d1, WHO)), None);
+        let out = verify(&format!("{repo}:v1"), &root, WHO, false);
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains(&format!(
+                "valid, certificate for {WHO} from {ISSUER}, log index 42"
+            )) && out
+                .stdout
+                .contains(&format!("signed by certificate {WHO} ({ISSUER})")),
+            "{}",
+            out.stdout
+        );
+        let out = verify(&format!("{repo}:v1"), &root, WHO, true);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        let s = &v["signatures"][0];
+        assert_eq!(s["kind"], "certificate", "{v}");
+        assert_eq!(s["outcome"], "certified");
+        assert_eq!(s["identity"], WHO);
+        assert_eq!(s["issuer"], ISSUER);
+        assert_eq!(s["log_index"][0], 42);
+        assert_eq!(v["verdict"], "admitted");
+
+        // Another identity is refused, naming the check.
+        let out = verify(
+            &format!("{repo}:v1"),
+            &root,
+            "https://github.com/else/x",
+            false,
+        );
+        assert_eq!(out.status, 1);
+        assert!(
+            out.stdout.contains("identity check failed"),
+            "{}",
+            out.stdout
+        );
+
+        // v2: a keyless bundle (OCI referrer, fallback tag here).
+        store(&repo, &d2, None, Some(bundle(&pki, &repo, &d2)));
+        let out = verify(&format!("{repo}:v2"), &root, WHO, true);
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        let s = &v["signatures"][0];
+        assert_eq!(
+            (&s["kind"], &s["outcome"]),
+            (&"certificate".into(), &"certified".into())
+        );
+        assert_eq!(s["log_index"][0], 7);
+
+        // v1's signature copied onto v2: signs another image.
+        store(&repo, &d2, Some(legacy_layer(&pki, &repo, &d1, WHO)), None);
+        let out = verify(&format!("{repo}:v2"), &root, WHO, false);
+        assert_eq!(out.status, 0, "the bundle still verifies v2");
+        assert!(out.stdout.contains("signs another image"), "{}", out.stdout);
+
+        // A host: bpfman-load pulls under a policy naming the identity,
+        // and refuses under one naming another.
+        let bpf = BpfMount::new();
+        let policy = |name: &str, who: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(
+                &p,
+                format!(
+                    "[default]\nrule = \"reject\"\n\n[[scope]]\nmatch = \"{repo}\"\nrule = \"require-signature\"\ntrusted-root = \"trusted_root.json\"\nidentities = [{{ issuer = \"{ISSUER}\", subject = \"{who}\" }}]\n"
+                ),
+            )
+            .expect("policy");
+            p.display().to_string()
+        };
+        let good = policy("good.toml", WHO);
+        let bad = policy("bad.toml", "https://github.com/else/x");
+        let host = |policy: &str, args: &[&str]| {
+            let root = dir.path().join("host").display().to_string();
+            let bpffs = bpf.path().display().to_string();
+            let mut all = vec!["--root", &root, "--bpffs", &bpffs, "--policy", policy];
+            all.extend_from_slice(args);
+            run(&load_bin(), &all, &[])
+        };
+        let image = format!("{repo}:v1");
+        let out = host(&bad, &["pull", &image]);
+        assert_ne!(out.status, 0);
+        assert!(
+            out.stderr.contains("identity check failed"),
+            "{}",
+            out.stderr
+        );
+        let out = host(&good, &["pull", &image]).ok();
+        assert!(out.stdout.contains(&d1.to_string()), "{}", out.stdout);
+        // Offline, from the cache: the certificate and Rekor annotations
+        // were kept with the signature.
+        let out = host(&good, &["pull", "--pull-policy", "never", &image]).ok();
+        assert!(out.stdout.contains(&d1.to_string()), "{}", out.stdout);
+    }
+
+    #[test]
+    fn sign_with_a_private_ca_certificate_and_verify_by_identity() {
+        let test = "sign_with_a_private_ca_certificate_and_verify_by_identity";
+        let Some(reg) = TestRegistry::plain(test) else {
+            return;
+        };
+        let dir = tempfile::TempDir::new().expect("tmp");
+        let keys = crate::signing::Keys::new();
+        let pub_pem = std::fs::read_to_string(keys.public("a")).expect("pub");
+        let spki = bpfman_trust::keys::PublicKey::from_pem(&pub_pem)
+            .expect("key")
+            .spki_der();
+        let pki = TestPki::new(now());
+        let leaf = pki.issue(
+            &spki,
+            &Leaf {
+                sct: false,
+                not_after: pki.now + 86_400,
+                ..Leaf::new("ci@example.com", "https://ca.example.com", pki.now)
+            },
+        );
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p.display().to_string()
+        };
+        let cert = write("leaf.pem", pem(&leaf, "CERTIFICATE"));
+        let chain = write(
+            "chain.pem",
+            pem(&pki.intermediate_cert, "CERTIFICATE") + &pem(&pki.root_cert, "CERTIFICATE"),
+        );
+        write("trusted_root.json", pki.trusted_root_json());
+        let repo = reg.repo("ebpf/private-ca");
+        let image = format!("{repo}:v1");
+        push_built(&xdp(), &image, &[]);
+
+        // A certificate for another key is refused before signing.
+        let other = keys.private("b");
+        let out = img(&["sign", "--key", &other, "--certificate", &cert, &image]);
+        assert_eq!(out.status, 1);
+        assert!(
+            out.stderr.contains("not for the signing key"),
+            "{}",
+            out.stderr
+        );
+
+        for format in ["legacy", "bundle"] {
+            img(&[
+                "sign",
+                "--key",
+                &keys.private("a"),
+                "--certificate",
+                &cert,
+                "--certificate-chain",
+                &chain,
+                "--signature-format",
+                format,
+                &image,
+            ])
+            .ok();
+        }
+        // No Rekor, no CT log: the scope says so, and the certificate is
+        // checked at the current time.
+        let policy = write(
+            "policy.toml",
+            "[default]\nrule = \"require-signature\"\ntrusted-root = \"trusted_root.json\"\nidentities = [{ issuer = \"https://ca.example.com\", subject = \"ci@example.com\" }]\ntransparency-log = \"optional\"\nsct = \"optional\"\n"
+                .to_string(),
+        );
+        let out = img(&["verify", "--policy", &policy, "--output", "json", &image]);
+        assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        let outcomes: Vec<&str> = v["signatures"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s["outcome"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(outcomes, ["certified", "certified"], "{v}");
+        // With the log required (the default), the same signatures are
+        // refused for want of a log entry.
+        let strict = write(
+            "strict.toml",
+            "[default]\nrule = \"require-signature\"\ntrusted-root = \"trusted_root.json\"\nidentities = [{ issuer = \"https://ca.example.com\", subject = \"ci@example.com\" }]\nsct = \"optional\"\n".into(),
+        );
+        let out = img(&["verify", "--policy", &strict, &image]);
+        assert_eq!(out.status, 1);
+        assert!(
+            out.stdout.contains("transparency log entry check failed"),
+            "{}",
+            out.stdout
+        );
+    }
+}

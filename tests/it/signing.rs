@@ -133,7 +133,7 @@ pub fn tc() -> String {
 }
 
 /// Runs `f` against the registry holding `reference`, in-process.
-fn with_registry<T>(reference: &str, f: impl AsyncFnOnce(&Registry, &RegistryRef) -> T) -> T {
+pub fn with_registry<T>(reference: &str, f: impl AsyncFnOnce(&Registry, &RegistryRef) -> T) -> T {
     let r: RegistryRef = reference.parse().expect("reference");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -742,6 +742,93 @@ struct Subject {
     digest: BTreeMap<String, String>,
 }
 
+/// A certificate for the signing key, from the signer's own certificate
+/// authority (cosign's `--certificate` and `--certificate-chain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningCertificate {
+    /// DER.
+    pub leaf: Vec<u8>,
+    /// DER, the leaf's issuer first.
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl SigningCertificate {
+    /// Reads the leaf and chain PEM, and checks what can be checked
+    /// before signing: the leaf is for `key`, each certificate is signed
+    /// by the next, and the issuers are CAs.
+    pub fn from_pem(leaf: &str, chain: Option<&str>, key: &PublicKey) -> Result<Self, String> {
+        use crate::sigstore::cert::Cert;
+        let blocks = |text: &str| -> Result<Vec<Vec<u8>>, String> {
+            let mut out = Vec::new();
+            let mut rest = text;
+            while let Some(at) = rest.find("-----BEGIN CERTIFICATE-----") {
+                out.push(sigstore::bundle::pem_block(&rest[at..], "CERTIFICATE")?);
+                let end = rest[at..]
+                    .find("-----END CERTIFICATE-----")
+                    .map_or(rest.len(), |e| at + e + 25);
+                rest = &rest[end..];
+            }
+            Ok(out)
+        };
+        let leaf_der = blocks(leaf)?
+            .into_iter()
+            .next()
+            .ok_or("the certificate file has no PEM CERTIFICATE block")?;
+        let cert = Cert::parse(&leaf_der)?;
+        if cert.spki_der()? != key.spki_der() {
+            return Err("the certificate is not for the signing key".into());
+        }
+        let chain = match chain {
+            Some(c) => blocks(c)?,
+            None => Vec::new(),
+        };
+        let parsed = chain
+            .iter()
+            .map(|d| Cert::parse(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut child = &cert;
+        for (i, issuer) in parsed.iter().enumerate() {
+            if !issuer.is_ca() {
+                return Err(format!("chain certificate {i} is not a CA"));
+            }
+            if !child.issued_by(&issuer.cert) {
+                return Err(format!(
+                    "chain certificate {i} did not issue the certificate before it"
+                ));
+            }
+            child = issuer;
+        }
+        Ok(Self {
+            leaf: leaf_der,
+            chain,
+        })
+    }
+
+    fn pem(der: &[u8]) -> String {
+        let b = B64.encode(der);
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out
+    }
+
+    /// Adds cosign's certificate and chain annotations to a `.sig` layer.
+    pub fn annotate(&self, layer: &mut LegacyLayer) {
+        layer
+            .annotations
+            .insert(COSIGN_CERTIFICATE.into(), Self::pem(&self.leaf));
+        if !self.chain.is_empty() {
+            let chain: String = self.chain.iter().map(|c| Self::pem(c)).collect();
+            layer
+                .annotations
+                .insert(sigstore::bundle::COSIGN_CHAIN.into(), chain);
+        }
+    }
+}
+
 /// Signs `digest` in `repository` as cosign 3 does with a key: a bundle
 /// with a DSSE envelope over an in-toto statement (predicate
 /// [`COSIGN_SIGN_PREDICATE`], `annotations` as the predicate). No
@@ -751,6 +838,19 @@ pub fn sign_bundle(
     repository: &str,
     digest: &Digest,
     annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    sign_bundle_with(key, repository, digest, annotations, None)
+}
+
+/// [`sign_bundle`], with the key's certificate as the verification
+/// material when given (a v0.3 bundle names one certificate; the chain
+/// comes from the verifier's trusted root).
+pub fn sign_bundle_with(
+    key: &PrivateKey,
+    repository: &str,
+    digest: &Digest,
+    annotations: &BTreeMap<String, String>,
+    certificate: Option<&SigningCertificate>,
 ) -> Vec<u8> {
     let statement = Statement {
         kind: STATEMENT_V1.into(),
@@ -765,10 +865,16 @@ pub fn sign_bundle(
     let sig = key.sign(&pae(IN_TOTO, &payload));
     let bundle = Bundle {
         media_type: BUNDLE_V03.into(),
-        verification_material: serde_json::json!({
-            "publicKey": { "hint": key.public().id().to_string() },
-            "tlogEntries": [],
-        }),
+        verification_material: match certificate {
+            Some(c) => serde_json::json!({
+                "certificate": { "rawBytes": B64.encode(&c.leaf) },
+                "tlogEntries": [],
+            }),
+            None => serde_json::json!({
+                "publicKey": { "hint": key.public().id().to_string() },
+                "tlogEntries": [],
+            }),
+        },
         dsse_envelope: Some(Envelope {
             payload: B64.encode(&payload),
             payload_type: IN_TOTO.into(),

@@ -150,6 +150,14 @@ impl PublicKey {
             .unwrap_or_else(|e| unreachable!("encoding a valid P-256 point: {e}"))
     }
 
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.key
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_else(|e| unreachable!("encoding a valid P-256 point: {e}"))
+    }
+
     /// Checks a DER signature over `message` (SHA-256 is applied here).
     pub fn verify(&self, message: &[u8], signature_der: &[u8]) -> bool {
         DerSignature::try_from(signature_der)

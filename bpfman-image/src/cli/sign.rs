@@ -67,42 +67,22 @@ pub(super) struct SignArgs {
     /// Signature format to write.
     #[arg(long = "signature-format", value_enum, default_value_t = SignatureFormat::Legacy)]
     format: SignatureFormat,
+    /// The key's X.509 certificate (PEM), from your own certificate
+    /// authority: stored with the signature, so verifiers can trust an
+    /// identity under their trusted root instead of a key.
+    #[arg(long, value_name = "PEM")]
+    certificate: Option<PathBuf>,
+    /// The certificate's issuing chain (PEM, issuer first), checked
+    /// before signing and stored with .sig signatures.
+    #[arg(long, value_name = "PEM", requires = "certificate")]
+    certificate_chain: Option<PathBuf>,
     #[command(flatten)]
     transport: TransportArgs,
 }
 
+/// Certificate (keyless) signers: who, and under which trusted root.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("trust").required(true).args(["keys", "policy"]))]
-pub(super) struct VerifyArgs {
-    /// The image: oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST].
-    #[arg(value_name = "IMAGE")]
-    image: ImageRef,
-    /// Require a valid signature by this public key (repeatable: any one).
-    #[arg(long = "key", value_name = "PUB")]
-    keys: Vec<PathBuf>,
-    /// Decide with this trust policy file instead, as a host would.
-    #[arg(long, value_name = "FILE", conflicts_with = "keys")]
-    policy: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    output: Format,
-    #[command(flatten)]
-    transport: TransportArgs,
-}
-
-#[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("signer").required(true).multiple(true).args(["keys", "identity", "identity_regexp"]))]
-pub(super) struct VerifyBlobArgs {
-    /// The signed file.
-    #[arg(value_name = "ARTIFACT")]
-    artifact: PathBuf,
-    /// The Sigstore bundle (JSON, v0.1 to v0.3).
-    #[arg(long, value_name = "FILE")]
-    bundle: PathBuf,
-    /// The trusted root (Sigstore's trusted_root.json format): certificate
-    /// authorities, transparency logs, CT logs, timestamp authorities.
-    #[arg(long, value_name = "FILE")]
-    trusted_root: PathBuf,
+pub(super) struct CertificateArgs {
     /// Accept a certificate for this subject (an email or URI, exact).
     #[arg(
         long = "certificate-identity",
@@ -126,6 +106,90 @@ pub(super) struct VerifyBlobArgs {
     /// github-workflow-{trigger,sha,name,repository,ref} (repeatable).
     #[arg(long = "certificate-extension", value_name = "NAME=VALUE", value_parser = parse_key_value)]
     extensions: Vec<(String, String)>,
+}
+
+impl CertificateArgs {
+    /// The identity rule these flags give, if any.
+    fn rules(&self) -> Result<Vec<bpfman_trust::sigstore::IdentityRule>> {
+        use bpfman_trust::sigstore::{IdentityRule, Subject};
+        let subject = match (&self.identity, &self.identity_regexp) {
+            (Some(s), _) => Subject::Exact(s.clone()),
+            (None, Some(r)) => Subject::regex(r).map_err(anyhow::Error::msg)?,
+            (None, None) => return Ok(Vec::new()),
+        };
+        let known: Vec<&str> = bpfman_trust::sigstore::cert::GITHUB_EXTENSIONS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        for (name, _) in &self.extensions {
+            if !known.contains(&name.as_str()) {
+                bail!(
+                    "unknown certificate extension '{name}' (known: {})",
+                    known.join(", ")
+                );
+            }
+        }
+        Ok(vec![IdentityRule {
+            issuer: self.issuer.clone().unwrap_or_default(),
+            subject,
+            extensions: self.extensions.clone(),
+        }])
+    }
+}
+
+/// Reads a trusted root given on the command line.
+fn load_trusted_root(path: &Path) -> Result<bpfman_trust::sigstore::TrustedRoot> {
+    let text = bpfman_trust::file::read_regular(
+        path,
+        bpfman_trust::policy::MAX_POLICY,
+        bpfman_trust::file::Links::Follow,
+    )
+    .with_context(|| format!("cannot read trusted root '{}'", path.display()))?;
+    bpfman_trust::sigstore::TrustedRoot::from_json(&text)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("cannot use trusted root '{}'", path.display()))
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("trust").required(true).multiple(true).args(["keys", "policy", "identity", "identity_regexp"]))]
+pub(super) struct VerifyArgs {
+    /// The image: oci:DIR[:TAG] or REGISTRY/REPO[:TAG][@DIGEST].
+    #[arg(value_name = "IMAGE")]
+    image: ImageRef,
+    /// Require a valid signature by this public key (repeatable: any one).
+    #[arg(long = "key", value_name = "PUB")]
+    keys: Vec<PathBuf>,
+    /// Decide with this trust policy file instead, as a host would.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keys", "identity", "identity_regexp", "trusted_root"])]
+    policy: Option<PathBuf>,
+    /// Sigstore trusted root (trusted_root.json) for certificate
+    /// signatures; needed with --certificate-identity.
+    #[arg(long, value_name = "FILE")]
+    trusted_root: Option<PathBuf>,
+    #[command(flatten)]
+    certificate: CertificateArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(flatten)]
+    transport: TransportArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("signer").required(true).multiple(true).args(["keys", "identity", "identity_regexp"]))]
+pub(super) struct VerifyBlobArgs {
+    /// The signed file.
+    #[arg(value_name = "ARTIFACT")]
+    artifact: PathBuf,
+    /// The Sigstore bundle (JSON, v0.1 to v0.3).
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// The trusted root (Sigstore's trusted_root.json format): certificate
+    /// authorities, transparency logs, CT logs, timestamp authorities.
+    #[arg(long, value_name = "FILE")]
+    trusted_root: PathBuf,
+    #[command(flatten)]
+    certificate: CertificateArgs,
     /// Accept a signature by this public key (PEM; repeatable: any one).
     #[arg(long = "key", value_name = "PUB")]
     keys: Vec<PathBuf>,
@@ -141,18 +205,13 @@ const MAX_ARTIFACT: u64 = 1 << 30;
 
 pub(super) fn verify_blob(args: VerifyBlobArgs) -> Result<()> {
     use bpfman_trust::file::{Links, read_regular, read_text};
-    use bpfman_trust::sigstore::{self, Artifact, IdentityRule, Signers, Subject};
+    use bpfman_trust::sigstore::{self, Artifact, Signers};
 
     let read = |path: &Path, limit: u64, what: &str| {
         read_regular(path, limit, Links::Follow)
             .with_context(|| format!("cannot read {what} '{}'", path.display()))
     };
-    let root =
-        sigstore::TrustedRoot::from_json(&read(&args.trusted_root, MAX_BUNDLE, "trusted root")?)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| {
-                format!("cannot use trusted root '{}'", args.trusted_root.display())
-            })?;
+    let root = load_trusted_root(&args.trusted_root)?;
     let keys = args
         .keys
         .iter()
@@ -164,31 +223,7 @@ pub(super) fn verify_blob(args: VerifyBlobArgs) -> Result<()> {
                 .with_context(|| format!("cannot use public key '{}'", k.display()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let subject = match (&args.identity, &args.identity_regexp) {
-        (Some(s), _) => Some(Subject::Exact(s.clone())),
-        (None, Some(r)) => Some(Subject::regex(r).map_err(anyhow::Error::msg)?),
-        (None, None) => None,
-    };
-    let known: Vec<&str> = bpfman_trust::sigstore::cert::GITHUB_EXTENSIONS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect();
-    for (name, _) in &args.extensions {
-        if !known.contains(&name.as_str()) {
-            bail!(
-                "unknown certificate extension '{name}' (known: {})",
-                known.join(", ")
-            );
-        }
-    }
-    let identities: Vec<IdentityRule> = subject
-        .map(|subject| IdentityRule {
-            issuer: args.issuer.clone().unwrap_or_default(),
-            subject,
-            extensions: args.extensions.clone(),
-        })
-        .into_iter()
-        .collect();
+    let identities = args.certificate.rules()?;
     let artifact = read(&args.artifact, MAX_ARTIFACT, "artifact")?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -368,11 +403,40 @@ fn load_public_key(path: &Path) -> Result<PublicKey> {
 pub(super) fn sign(args: SignArgs) -> Result<()> {
     let key = load_private_key(&args.key)?;
     let annotations = to_map(args.annotations.clone(), "annotation")?;
+    let certificate = match &args.certificate {
+        None => None,
+        Some(path) => {
+            let read = |p: &Path, what: &str| {
+                bpfman_trust::file::read_text(
+                    p,
+                    bpfman_trust::policy::MAX_POLICY,
+                    bpfman_trust::file::Links::Follow,
+                )
+                .with_context(|| format!("cannot read {what} '{}'", p.display()))
+            };
+            let leaf = read(path, "certificate")?;
+            let chain = args
+                .certificate_chain
+                .as_deref()
+                .map(|c| read(c, "certificate chain"))
+                .transpose()?;
+            Some(
+                bpfman_trust::cosign::SigningCertificate::from_pem(
+                    &leaf,
+                    chain.as_deref(),
+                    &key.public(),
+                )
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("cannot sign with certificate '{}'", path.display()))?,
+            )
+        }
+    };
     let signed = runtime()?.block_on(async {
         let store = ImageStore::open(&args.image, &super::transport(&args.transport)?).await?;
         let signed = ops::sign(
             &store,
             &key,
+            certificate.as_ref(),
             args.identity.as_deref(),
             args.format,
             &annotations,
@@ -426,11 +490,32 @@ pub(super) fn verify(args: VerifyArgs) -> Result<()> {
                 .iter()
                 .map(|k| load_public_key(k))
                 .collect::<Result<Vec<_>>>()?;
-            let names: Vec<String> = args.keys.iter().map(|k| k.display().to_string()).collect();
-            Policy::everything(
-                Rule::RequireSignature { keys },
-                &format!("--key {}", names.join(", --key ")),
-            )
+            let mut names: Vec<String> = args
+                .keys
+                .iter()
+                .map(|k| format!("--key {}", k.display()))
+                .collect();
+            let identities = args.certificate.rules()?;
+            let keyless = match (&args.trusted_root, identities.is_empty()) {
+                (None, true) => None,
+                (None, false) => bail!(
+                    "--certificate-identity needs --trusted-root: the Sigstore trusted_root.json naming the certificate authorities and logs"
+                ),
+                (Some(_), true) => bail!(
+                    "--trusted-root needs --certificate-identity (or -regexp) and --certificate-oidc-issuer"
+                ),
+                (Some(root), false) => {
+                    names.push(format!("--trusted-root {}", root.display()));
+                    Some(bpfman_trust::policy::Keyless {
+                        root: std::sync::Arc::new(load_trusted_root(root)?),
+                        root_path: root.clone(),
+                        identities,
+                        require_log: true,
+                        require_sct: true,
+                    })
+                }
+            };
+            Policy::everything_with(Rule::RequireSignature { keys }, keyless, &names.join(", "))
         }
     };
     let (resolved, verdict) = runtime()?.block_on(async {
@@ -487,6 +572,8 @@ fn write_table(out: &mut impl Write, resolved: &Resolved, verdict: &Verdict) -> 
             .max()
             .unwrap_or(0);
         writeln!(out, "{:width$}  {:15}  RESULT", "SIGNATURE", "FORMAT")?;
+        // The result says what signed: "signed by key ..." or
+        // "certificate for ... from ..." (JSON has a kind field).
         for c in &verdict.checks {
             writeln!(
                 out,
@@ -499,7 +586,19 @@ fn write_table(out: &mut impl Write, resolved: &Resolved, verdict: &Verdict) -> 
     }
     match &verdict.decision {
         Ok(p) => {
-            let signers: Vec<String> = p.signed_by().iter().map(ToString::to_string).collect();
+            // Key ids are bare; certificate signers name themselves.
+            let signers: Vec<String> = p
+                .signed_by()
+                .iter()
+                .map(|s| {
+                    let s = s.to_string();
+                    if s.starts_with("certificate ") {
+                        s
+                    } else {
+                        format!("key {s}")
+                    }
+                })
+                .collect();
             writeln!(
                 out,
                 "VERIFIED by {}{}",
@@ -507,7 +606,7 @@ fn write_table(out: &mut impl Write, resolved: &Resolved, verdict: &Verdict) -> 
                 if signers.is_empty() {
                     ", unsigned".to_string()
                 } else {
-                    format!(", signed by key {}", signers.join(", "))
+                    format!(", signed by {}", signers.join(", "))
                 }
             )?;
         }
