@@ -566,8 +566,8 @@ fn signers(keys: &[bpfman_trust::keys::KeyId]) -> String {
     if keys.is_empty() {
         ", unsigned".into()
     } else {
-        let ids: Vec<String> = keys.iter().map(ToString::to_string).collect();
-        format!(", signed by key {}", ids.join(", "))
+        let ids: Vec<String> = keys.iter().map(|k| k.signer()).collect();
+        format!(", signed by {}", ids.join(", "))
     }
 }
 

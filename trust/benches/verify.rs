@@ -4,6 +4,9 @@
 //! - `evaluate` over 1, 8 and 64 signatures (cosign `.sig` layers and
 //!   bundles), beside bare ECDSA P-256 verification of the same signatures:
 //!   the difference is parsing, digest checks and policy matching.
+//! - Keyless: one certificate signature in each format (chain, SCT, SET,
+//!   inclusion proof and checkpoint, identity), beside as many bare ECDSA
+//!   P-256 verifications as those checks make.
 //! - Opening a cosign private key (scrypt N=2^16, r=8, p=1 + secretbox),
 //!   beside `openssl kdf SCRYPT` with the same parameters (when openssl is
 //!   installed; its figure includes starting the process).
@@ -113,6 +116,8 @@ fn main() {
         }
     }
 
+    keyless(&digest, &subject);
+
     let password = b"bench password";
     let pem = key.to_encrypted_pem(password).expect("encrypt");
     let open = time(5, || {
@@ -157,6 +162,101 @@ fn main() {
         println!(
             "{:<34} {:>12.3?} {:>14} {:>7}",
             "scrypt N=2^16 r=8 p=1 (+ secretbox)", open, "(no openssl)", "-"
+        );
+    }
+}
+
+/// One keyless signature per format, beside the ECDSA verifications it
+/// makes: the signature, the SET, the SCT, and the chain (leaf, intermediate,
+/// root), plus the checkpoint for bundles.
+fn keyless(digest: &Digest, subject: &Subject<'_>) {
+    use base64::Engine as _;
+    use bpfman_trust::policy::Keyless;
+    use bpfman_trust::sigstore::testpki::{Leaf, TestPki, ephemeral, pem, sign_with};
+    use bpfman_trust::sigstore::{IdentityRule, Subject as Who, TrustedRoot};
+
+    const WHO: &str = "https://github.com/org/repo/.github/workflows/r.yml@refs/heads/main";
+    const ISSUER: &str = "https://token.actions.githubusercontent.com";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let pki = TestPki::new(now);
+    let keyless = Keyless {
+        root: std::sync::Arc::new(
+            TrustedRoot::from_json(pki.trusted_root_json().as_bytes()).expect("root"),
+        ),
+        root_path: "bench".into(),
+        identities: vec![IdentityRule {
+            issuer: ISSUER.into(),
+            subject: Who::Exact(WHO.into()),
+            extensions: Vec::new(),
+        }],
+        require_log: true,
+        require_sct: true,
+    };
+    let policy = Policy::everything_with(
+        Rule::RequireSignature { keys: Vec::new() },
+        Some(keyless),
+        "bench",
+    );
+    let (key, spki) = ephemeral();
+    let cert = pki.issue(&spki, &Leaf::new(WHO, ISSUER, now));
+    let payload = cosign::simple_signing_payload("r/p", digest, &BTreeMap::new());
+    let sig = sign_with(&key, &payload);
+    let legacy = Found::Legacy {
+        origin: "0".into(),
+        annotations: BTreeMap::from([
+            (
+                bpfman_trust::sigstore::bundle::COSIGN_CERTIFICATE.to_string(),
+                pem(&cert, "CERTIFICATE"),
+            ),
+            (
+                bpfman_trust::sigstore::bundle::COSIGN_REKOR_BUNDLE.to_string(),
+                pki.rekor_annotation(&payload, &sig, &cert, now - 5, 1),
+            ),
+        ]),
+        signature: Some(base64::engine::general_purpose::STANDARD.encode(&sig)),
+        payload,
+    };
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": "r/p", "digest": { "sha256": digest.hex() } }],
+        "predicateType": cosign::COSIGN_SIGN_PREDICATE,
+        "predicate": {},
+    })
+    .to_string();
+    let pae = bpfman_trust::sigstore::verify::pae(cosign::IN_TOTO, statement.as_bytes());
+    let dsse_sig = sign_with(&key, &pae);
+    let bundle = Found::Bundle {
+        origin: "1".into(),
+        bundle: pki.dsse_bundle(statement.as_bytes(), &dsse_sig, &cert, now - 5, 2),
+    };
+    let bare_key = PrivateKey::generate().expect("key");
+    let public = bare_key.public();
+    for (format, found, checks) in [("keyless .sig", legacy, 6), ("keyless bundle", bundle, 7)] {
+        let found = [found];
+        let bare: Vec<(Vec<u8>, Vec<u8>)> = (0..checks)
+            .map(|i| {
+                let msg = format!("payload {i}").into_bytes();
+                let sig = bare_key.sign(&msg);
+                (msg, sig)
+            })
+            .collect();
+        let ours = time(20, || {
+            let v = bpfman_trust::verdict::evaluate_at(*subject, black_box(&found), &policy, now);
+            assert!(v.decision.is_ok(), "{:?}", v.checks);
+        });
+        let base = time(20, || {
+            for (m, s) in &bare {
+                assert!(public.verify(black_box(m), black_box(s)));
+            }
+        });
+        println!(
+            "{:<34} {:>12.3?} {:>14.3?} {:>6.2}x",
+            format!("1 x {format} ({checks} ECDSA)"),
+            ours,
+            base,
+            ratio(ours, base)
         );
     }
 }

@@ -93,6 +93,15 @@ impl KeyId {
     pub fn certificate(identity: &str, issuer: &str) -> Self {
         KeyId(format!("certificate {identity} ({issuer})"))
     }
+
+    /// How reports name the signer: `key <id>`, or the certificate.
+    pub fn signer(&self) -> String {
+        if self.0.starts_with("certificate ") {
+            self.0.clone()
+        } else {
+            format!("key {}", self.0)
+        }
+    }
 }
 
 impl fmt::Display for KeyId {

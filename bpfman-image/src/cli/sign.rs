@@ -586,19 +586,7 @@ fn write_table(out: &mut impl Write, resolved: &Resolved, verdict: &Verdict) -> 
     }
     match &verdict.decision {
         Ok(p) => {
-            // Key ids are bare; certificate signers name themselves.
-            let signers: Vec<String> = p
-                .signed_by()
-                .iter()
-                .map(|s| {
-                    let s = s.to_string();
-                    if s.starts_with("certificate ") {
-                        s
-                    } else {
-                        format!("key {s}")
-                    }
-                })
-                .collect();
+            let signers: Vec<String> = p.signed_by().iter().map(|k| k.signer()).collect();
             writeln!(
                 out,
                 "VERIFIED by {}{}",
