@@ -219,16 +219,13 @@ fn verify_blob_usage_errors_are_status_2_and_bad_files_are_named() {
 // ---- keyless signatures on images, in a real registry ----
 
 mod images {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
-    use base64::Engine as _;
     use bpfman_image::signing::Store;
     use bpfman_image_spec::digest::Digest;
     use bpfman_image_spec::oci::Descriptor;
-    use bpfman_trust::cosign::{self, LegacyLayer, SIGNATURE_ANNOTATION};
-    use bpfman_trust::sigstore::bundle::{COSIGN_CERTIFICATE, COSIGN_REKOR_BUNDLE};
-    use bpfman_trust::sigstore::testpki::{Leaf, TestPki, ephemeral, pem, sign_with};
+    use bpfman_trust::cosign::LegacyLayer;
+    use bpfman_trust::sigstore::testpki::{Leaf, TestPki, pem};
 
     use crate::registry_harness::TestRegistry;
     use crate::signing::{img, push_built, tc, with_registry, xdp};
@@ -243,42 +240,12 @@ mod images {
             .map_or(0, |d| d.as_secs() as i64)
     }
 
-    /// A keyless `.sig` layer for `digest`, as cosign writes one.
     fn legacy_layer(pki: &TestPki, repo: &str, digest: &Digest, who: &str) -> LegacyLayer {
-        let payload = cosign::simple_signing_payload(repo, digest, &BTreeMap::new());
-        let (key, spki) = ephemeral();
-        let sig = sign_with(&key, &payload);
-        let cert = pki.issue(&spki, &Leaf::new(who, ISSUER, pki.now));
-        LegacyLayer {
-            annotations: BTreeMap::from([
-                (
-                    SIGNATURE_ANNOTATION.to_string(),
-                    base64::engine::general_purpose::STANDARD.encode(&sig),
-                ),
-                (COSIGN_CERTIFICATE.to_string(), pem(&cert, "CERTIFICATE")),
-                (
-                    COSIGN_REKOR_BUNDLE.to_string(),
-                    pki.rekor_annotation(&payload, &sig, &cert, pki.now - 5, 42),
-                ),
-            ]),
-            payload,
-        }
+        pki.keyless_layer(repo, digest, &Leaf::new(who, ISSUER, pki.now))
     }
 
-    /// A keyless v0.3 bundle for `digest`.
     fn bundle(pki: &TestPki, repo: &str, digest: &Digest) -> Vec<u8> {
-        let statement = serde_json::json!({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{ "name": repo, "digest": { "sha256": digest.hex() } }],
-            "predicateType": cosign::COSIGN_SIGN_PREDICATE,
-            "predicate": {},
-        })
-        .to_string();
-        let (key, spki) = ephemeral();
-        let pae = bpfman_trust::sigstore::verify::pae(cosign::IN_TOTO, statement.as_bytes());
-        let sig = sign_with(&key, &pae);
-        let cert = pki.issue(&spki, &Leaf::new(WHO, ISSUER, pki.now));
-        pki.dsse_bundle(statement.as_bytes(), &sig, &cert, pki.now - 5, 7)
+        pki.keyless_bundle(repo, digest, &Leaf::new(WHO, ISSUER, pki.now))
     }
 
     /// Adds signatures to `digest` in `repo` the way cosign stores them.

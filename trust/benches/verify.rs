@@ -170,9 +170,8 @@ fn main() {
 /// makes: the signature, the SET, the SCT, and the chain (leaf, intermediate,
 /// root), plus the checkpoint for bundles.
 fn keyless(digest: &Digest, subject: &Subject<'_>) {
-    use base64::Engine as _;
     use bpfman_trust::policy::Keyless;
-    use bpfman_trust::sigstore::testpki::{Leaf, TestPki, ephemeral, pem, sign_with};
+    use bpfman_trust::sigstore::testpki::{Leaf, TestPki};
     use bpfman_trust::sigstore::{IdentityRule, Subject as Who, TrustedRoot};
 
     const WHO: &str = "https://github.com/org/repo/.github/workflows/r.yml@refs/heads/main";
@@ -199,37 +198,11 @@ fn keyless(digest: &Digest, subject: &Subject<'_>) {
         Some(keyless),
         "bench",
     );
-    let (key, spki) = ephemeral();
-    let cert = pki.issue(&spki, &Leaf::new(WHO, ISSUER, now));
-    let payload = cosign::simple_signing_payload("r/p", digest, &BTreeMap::new());
-    let sig = sign_with(&key, &payload);
-    let legacy = Found::Legacy {
-        origin: "0".into(),
-        annotations: BTreeMap::from([
-            (
-                bpfman_trust::sigstore::bundle::COSIGN_CERTIFICATE.to_string(),
-                pem(&cert, "CERTIFICATE"),
-            ),
-            (
-                bpfman_trust::sigstore::bundle::COSIGN_REKOR_BUNDLE.to_string(),
-                pki.rekor_annotation(&payload, &sig, &cert, now - 5, 1),
-            ),
-        ]),
-        signature: Some(base64::engine::general_purpose::STANDARD.encode(&sig)),
-        payload,
-    };
-    let statement = serde_json::json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{ "name": "r/p", "digest": { "sha256": digest.hex() } }],
-        "predicateType": cosign::COSIGN_SIGN_PREDICATE,
-        "predicate": {},
-    })
-    .to_string();
-    let pae = bpfman_trust::sigstore::verify::pae(cosign::IN_TOTO, statement.as_bytes());
-    let dsse_sig = sign_with(&key, &pae);
+    let leaf = Leaf::new(WHO, ISSUER, now);
+    let legacy = pki.keyless_layer("r/p", digest, &leaf).found("0".into());
     let bundle = Found::Bundle {
         origin: "1".into(),
-        bundle: pki.dsse_bundle(statement.as_bytes(), &dsse_sig, &cert, now - 5, 2),
+        bundle: pki.keyless_bundle("r/p", digest, &leaf),
     };
     let bare_key = PrivateKey::generate().expect("key");
     let public = bare_key.public();

@@ -29,6 +29,7 @@ use crate::policy::Keyless;
 use crate::sigstore::bundle::{
     Bundle as SigstoreBundle, COSIGN_CERTIFICATE, COSIGN_REKOR_BUNDLE, COSIGN_TIMESTAMP,
 };
+use crate::sigstore::verify::pae;
 use crate::sigstore::{self, Artifact, Check};
 
 /// Media type of a simple signing payload layer.
@@ -501,19 +502,6 @@ fn check_bundle(bundle: &[u8], digest: &Digest, keys: &[PublicKey]) -> Outcome {
                 .unwrap_or_else(|| "no sha256 subject".into()),
         }
     }
-}
-
-/// DSSE's pre-authentication encoding: what is actually signed.
-fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "DSSEv1 {} {} {} ",
-        payload_type.len(),
-        payload_type,
-        payload.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(payload);
-    out
 }
 
 // ---- simple signing ----

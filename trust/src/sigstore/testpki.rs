@@ -473,3 +473,57 @@ pub fn pem(der: &[u8], label: &str) -> String {
     out.push_str(&format!("-----END {label}-----\n"));
     out
 }
+
+impl TestPki {
+    /// A keyless `.sig` layer for `digest` in `repo`, as cosign writes
+    /// one: the payload, its signature by a fresh key, the certificate
+    /// for `leaf`, and the Rekor bundle annotation (log index 42).
+    pub fn keyless_layer(
+        &self,
+        repo: &str,
+        digest: &bpfman_image_spec::digest::Digest,
+        leaf: &Leaf<'_>,
+    ) -> crate::cosign::LegacyLayer {
+        use crate::cosign::{SIGNATURE_ANNOTATION, simple_signing_payload};
+        use crate::sigstore::bundle::{COSIGN_CERTIFICATE, COSIGN_REKOR_BUNDLE};
+        let payload = simple_signing_payload(repo, digest, &Default::default());
+        let (key, spki) = ephemeral();
+        let sig = sign(&key, &payload);
+        let cert = self.issue(&spki, leaf);
+        crate::cosign::LegacyLayer {
+            annotations: [
+                (SIGNATURE_ANNOTATION.to_string(), B64.encode(&sig)),
+                (COSIGN_CERTIFICATE.to_string(), pem(&cert, "CERTIFICATE")),
+                (
+                    COSIGN_REKOR_BUNDLE.to_string(),
+                    self.rekor_annotation(&payload, &sig, &cert, self.now - 5, 42),
+                ),
+            ]
+            .into(),
+            payload,
+        }
+    }
+
+    /// A keyless v0.3 bundle for `digest` in `repo`, as cosign 3 writes
+    /// one: a DSSE in-toto statement with cosign's signing predicate,
+    /// signed by a fresh key certified for `leaf` (log index 7).
+    pub fn keyless_bundle(
+        &self,
+        repo: &str,
+        digest: &bpfman_image_spec::digest::Digest,
+        leaf: &Leaf<'_>,
+    ) -> Vec<u8> {
+        let statement = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{ "name": repo, "digest": { "sha256": digest.hex() } }],
+            "predicateType": crate::cosign::COSIGN_SIGN_PREDICATE,
+            "predicate": {},
+        })
+        .to_string();
+        let (key, spki) = ephemeral();
+        let pae = super::verify::pae(crate::cosign::IN_TOTO, statement.as_bytes());
+        let sig = sign(&key, &pae);
+        let cert = self.issue(&spki, leaf);
+        self.dsse_bundle(statement.as_bytes(), &sig, &cert, self.now - 5, 7)
+    }
+}

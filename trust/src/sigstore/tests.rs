@@ -41,42 +41,18 @@ fn keyless(pki: &TestPki, subject: Subject) -> Keyless {
     }
 }
 
-/// A legacy keyless signature over `digest`: cosign's layer annotations.
+/// A legacy keyless signature over `image`, logged or not.
 fn legacy(pki: &TestPki, image: &Digest, leaf: &Leaf<'_>, logged: bool) -> Found {
-    let payload = cosign::simple_signing_payload("r.io/app", image, &BTreeMap::new());
-    let (key, spki) = ephemeral();
-    let sig = sign_with(&key, &payload);
-    let cert = pki.issue(&spki, leaf);
-    let mut annotations =
-        BTreeMap::from([(COSIGN_CERTIFICATE.to_string(), pem(&cert, "CERTIFICATE"))]);
-    if logged {
-        annotations.insert(
-            COSIGN_REKOR_BUNDLE.into(),
-            pki.rekor_annotation(&payload, &sig, &cert, NOW - 10, 42),
-        );
+    let mut layer = pki.keyless_layer("r.io/app", image, leaf);
+    if !logged {
+        layer.annotations.remove(COSIGN_REKOR_BUNDLE);
     }
-    Found::Legacy {
-        origin: "sig".into(),
-        payload,
-        signature: Some(B64.encode(sig)),
-        annotations,
-    }
+    layer.found("sig".into())
 }
 
 /// A keyless v0.3 bundle over `image`.
 fn bundle(pki: &TestPki, image: &Digest, leaf: &Leaf<'_>) -> Vec<u8> {
-    let statement = serde_json::json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{ "name": "r.io/app", "digest": { "sha256": image.hex() } }],
-        "predicateType": cosign::COSIGN_SIGN_PREDICATE,
-        "predicate": {},
-    })
-    .to_string();
-    let (key, spki) = ephemeral();
-    let pae = super::verify::pae(cosign::IN_TOTO, statement.as_bytes());
-    let sig = sign_with(&key, &pae);
-    let cert = pki.issue(&spki, leaf);
-    pki.dsse_bundle(statement.as_bytes(), &sig, &cert, NOW - 10, 7)
+    pki.keyless_bundle("r.io/app", image, leaf)
 }
 
 fn check(found: &Found, image: &Digest, keyless: Option<&Keyless>) -> Outcome {
@@ -264,8 +240,8 @@ fn legacy_keyless_signatures_verify_and_every_fault_names_its_check() {
     );
     let mut tampered = annotations.clone();
     let rekor = tampered[COSIGN_REKOR_BUNDLE].replace(
-        "\"integratedTime\":1799999990",
-        "\"integratedTime\":1799999991",
+        "\"integratedTime\":1799999995",
+        "\"integratedTime\":1799999996",
     );
     assert_ne!(rekor, tampered[COSIGN_REKOR_BUNDLE]);
     tampered.insert(COSIGN_REKOR_BUNDLE.into(), rekor);
