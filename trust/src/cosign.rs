@@ -341,7 +341,15 @@ fn check_certificate(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outco
                 Ok(b) => b,
                 Err(e) => return refused(Check::Bundle, e),
             };
-            if let sigstore::bundle::Content::Dsse { payload, .. } = &parsed.content {
+            if let sigstore::bundle::Content::Dsse {
+                payload,
+                payload_type,
+                ..
+            } = &parsed.content
+            {
+                if payload_type != IN_TOTO {
+                    return malformed(format!("DSSE payload type '{payload_type}'"));
+                }
                 match serde_json::from_slice::<Statement>(payload) {
                     Ok(s) if s.predicate_type != COSIGN_SIGN_PREDICATE => {
                         return Outcome::NotASignature {
@@ -364,6 +372,9 @@ fn check_certificate(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outco
                 trust.now,
             ) {
                 Ok(v) => v,
+                // The statement is in-toto with cosign's predicate (checked
+                // above): an artifact failure is a subject naming another
+                // image.
                 Err(f) if f.check == Check::Artifact => {
                     return Outcome::WrongDigest {
                         signed: "another image (the statement's subject)".into(),
