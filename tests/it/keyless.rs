@@ -473,6 +473,14 @@ mod images {
             .map(|s| s["outcome"].as_str().unwrap_or_default())
             .collect();
         assert_eq!(outcomes, ["certified", "certified"], "{v}");
+        // The signing key alone verifies them too, as cosign --key does.
+        let out = img(&["verify", "--key", &keys.public("a"), &image]).ok();
+        assert_eq!(
+            out.stdout.matches("valid, signed by key").count(),
+            2,
+            "{}",
+            out.stdout
+        );
         // With the log required (the default), the same signatures are
         // refused for want of a log entry.
         let strict = write(

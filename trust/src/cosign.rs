@@ -258,10 +258,7 @@ pub fn check(found: &Found, digest: &Digest, keys: &[PublicKey]) -> Outcome {
 /// Checks one found signature against everything a scope trusts: keys,
 /// and certificate signers under a trusted root. Pure: the time is given.
 pub fn check_with(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outcome {
-    if found.kind() == Kind::Certificate {
-        return check_certificate(found, digest, trust);
-    }
-    match found {
+    let by_key = || match found {
         Found::Legacy {
             payload, signature, ..
         } => check_legacy(payload, signature.as_deref(), digest, trust.keys),
@@ -269,7 +266,19 @@ pub fn check_with(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outcome 
         Found::Unreadable { problem, .. } => Outcome::Malformed {
             problem: problem.clone(),
         },
+    };
+    if found.kind() != Kind::Certificate {
+        return by_key();
     }
+    // A certificate-bearing signature made with a trusted key (your own
+    // CA, verified by key as cosign --key does) counts by that key.
+    if !trust.keys.is_empty() {
+        let outcome = by_key();
+        if matches!(outcome, Outcome::Valid { .. } | Outcome::WrongDigest { .. }) {
+            return outcome;
+        }
+    }
+    check_certificate(found, digest, trust)
 }
 
 fn refused(check: Check, reason: impl Into<String>) -> Outcome {
