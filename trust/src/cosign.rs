@@ -298,7 +298,8 @@ fn check_certificate(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outco
         );
     };
     let signers = keyless.signers(&[]);
-    let Ok(image) = <[u8; 32]>::try_from(digest_bytes(digest).as_slice()) else {
+    let bytes = sigstore::unhex(digest.hex()).unwrap_or_default();
+    let Ok(image) = <[u8; 32]>::try_from(bytes.as_slice()) else {
         return malformed(format!("digest {digest} is not SHA-256"));
     };
     let verified = match found {
@@ -400,17 +401,6 @@ fn check_certificate(found: &Found, digest: &Digest, trust: &Trust<'_>) -> Outco
         issuer: identity.issuer.unwrap_or_default(),
         log_index: verified.log_indexes,
     }
-}
-
-fn digest_bytes(digest: &Digest) -> Vec<u8> {
-    let hex = digest.hex();
-    (0..hex.len())
-        .step_by(2)
-        .filter_map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
 }
 
 fn malformed(problem: impl Into<String>) -> Outcome {
@@ -813,14 +803,7 @@ impl SigningCertificate {
     }
 
     fn pem(der: &[u8]) -> String {
-        let b = B64.encode(der);
-        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b.as_bytes().chunks(64) {
-            out.push_str(&String::from_utf8_lossy(line));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-        out
+        crate::keys::encode_pem("CERTIFICATE", der)
     }
 
     /// Adds cosign's certificate and chain annotations to a `.sig` layer.

@@ -181,7 +181,7 @@ fn key_id(key: &VerifyingKey) -> KeyId {
         .to_public_key_der()
         .unwrap_or_else(|e| unreachable!("encoding a valid P-256 point: {e}"));
     let hash = Sha256::digest(der.as_bytes());
-    KeyId(hash[..8].iter().map(|b| format!("{b:02x}")).collect())
+    KeyId(crate::sigstore::hex(&hash[..8]))
 }
 
 /// A private signing key, decrypted. Its memory is wiped on drop (by p256).
@@ -404,7 +404,8 @@ fn decode_pem(text: &str, expected: &'static str) -> Result<(String, Vec<u8>), K
     Ok((label, der))
 }
 
-fn encode_pem(label: &str, der: &[u8]) -> String {
+/// PEM text of `der` under `label`, 64 columns.
+pub(crate) fn encode_pem(label: &str, der: &[u8]) -> String {
     let b64 = B64.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {

@@ -462,16 +462,8 @@ impl Bundle {
             let body = b64(&j.payload.body, "the Rekor entry body")?;
             let kv: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| format!("the Rekor entry body is not JSON: {e}"))?;
-            let log_id = (0..j.payload.log_id.len())
-                .step_by(2)
-                .map(|i| {
-                    j.payload
-                        .log_id
-                        .get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>()
-                .ok_or("the Rekor bundle's logID is not hex")?;
+            let log_id =
+                super::unhex(&j.payload.log_id).ok_or("the Rekor bundle's logID is not hex")?;
             tlog_entries.push(TlogEntry {
                 log_index: u64::try_from(j.payload.log_index)
                     .map_err(|_| "the Rekor bundle's logIndex is negative")?,

@@ -173,15 +173,7 @@ impl Key {
 /// The DER SubjectPublicKeyInfo in a PEM `PUBLIC KEY` block, checked to
 /// be a key this module can verify with.
 pub fn spki_from_pem(pem: &str) -> Result<Vec<u8>, String> {
-    use base64::Engine as _;
-    let begin = "-----BEGIN PUBLIC KEY-----";
-    let end = "-----END PUBLIC KEY-----";
-    let start = pem.find(begin).ok_or("no PEM PUBLIC KEY block")? + begin.len();
-    let stop = pem[start..].find(end).ok_or("unterminated PEM block")? + start;
-    let body: String = pem[start..stop].split_whitespace().collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|e| format!("the PEM body is not base64: {e}"))?;
+    let der = super::bundle::pem_block(pem, "PUBLIC KEY")?;
     Key::from_spki_der(&der)?;
     Ok(der)
 }

@@ -22,5 +22,21 @@ pub mod verify;
 mod tests;
 
 pub use bundle::Bundle;
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of an even-length hex string, or None.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
 pub use root::TrustedRoot;
 pub use verify::{Artifact, Check, Failure, IdentityRule, Signers, Subject, Verified, verify};

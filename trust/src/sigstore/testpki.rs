@@ -320,11 +320,7 @@ impl TestPki {
     }
 
     fn set(&self, body: &[u8], integrated_time: i64, log_index: u64) -> Vec<u8> {
-        let hex: String = self
-            .rekor_log_id()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = super::hex(&self.rekor_log_id());
         let payload = format!(
             "{{\"body\":\"{}\",\"integratedTime\":{integrated_time},\"logID\":\"{hex}\",\"logIndex\":{log_index}}}",
             B64.encode(body)
@@ -334,10 +330,7 @@ impl TestPki {
 
     /// A hashedrekord 0.0.1 body for a signature over `payload`.
     fn hashedrekord(payload: &[u8], signature: &[u8], leaf: &[u8]) -> Vec<u8> {
-        let hex: String = Sha256::digest(payload)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = super::hex(&Sha256::digest(payload));
         serde_json::json!({
             "apiVersion": "0.0.1",
             "kind": "hashedrekord",
@@ -364,11 +357,7 @@ impl TestPki {
         log_index: u64,
     ) -> String {
         let body = Self::hashedrekord(payload, signature, leaf);
-        let hex: String = self
-            .rekor_log_id()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = super::hex(&self.rekor_log_id());
         serde_json::json!({
             "SignedEntryTimestamp": B64.encode(self.set(&body, integrated_time, log_index)),
             "Payload": {
@@ -392,7 +381,7 @@ impl TestPki {
         integrated_time: i64,
         log_index: u64,
     ) -> Vec<u8> {
-        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let hex = super::hex;
         let body = serde_json::json!({
             "apiVersion": "0.0.1",
             "kind": "dsse",
@@ -464,14 +453,7 @@ pub fn sign_with(key: &SigningKey, message: &[u8]) -> Vec<u8> {
 
 /// PEM text of DER.
 pub fn pem(der: &[u8], label: &str) -> String {
-    let b = B64.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    crate::keys::encode_pem(label, der)
 }
 
 impl TestPki {

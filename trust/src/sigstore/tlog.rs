@@ -180,7 +180,7 @@ pub fn verify_set(entry: &TlogEntry, set: &[u8], log: &Log) -> Result<(), String
     let integrated = entry
         .integrated_time
         .ok_or("a signed entry timestamp needs an integrated time")?;
-    let hex: String = entry.log_id.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::hex(&entry.log_id);
     // Keys in sorted order, no whitespace: RFC 8785 for this shape.
     let payload = format!(
         "{{\"body\":\"{}\",\"integratedTime\":{integrated},\"logID\":\"{hex}\",\"logIndex\":{}}}",

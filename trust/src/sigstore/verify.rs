@@ -8,11 +8,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::bundle::{Bundle, Content, Material, TlogEntry, b64};
+use super::bundle::{Bundle, Content, Material, TlogEntry, b64, pem_block};
 use super::cert::{self, CODE_SIGNING, Cert, Identity};
 use super::crypto::{Hash, Key};
 use super::root::TrustedRoot;
-use super::{time, tlog, tsa};
+use super::{hex, time, tlog, tsa};
 
 /// Which check refused a signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -381,12 +381,7 @@ pub fn verify(
         return Ok(Verified {
             kind: "key",
             identity: None,
-            key: key_der.map(|d| {
-                Sha256::digest(&d)[..8]
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            }),
+            key: key_der.map(|d| super::hex(&Sha256::digest(&d)[..8])),
             log_indexes,
             signed_at,
         });
@@ -525,7 +520,7 @@ fn check_content(content: &Content, artifact: Artifact<'_>, key: &Key) -> Result
                     format!("the DSSE payload is not JSON: {e}"),
                 )
             })?;
-            let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex(&want);
             let names = statement["subject"].as_array().is_some_and(|subjects| {
                 subjects
                     .iter()
@@ -542,16 +537,14 @@ fn check_content(content: &Content, artifact: Artifact<'_>, key: &Key) -> Result
     Ok(())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The DER inside a base64 PEM as Rekor v1 stores verifiers.
+/// The DER inside a base64 PEM (a certificate or a public key), as
+/// Rekor v1 stores verifiers.
 fn pem_der(b64_pem: &str) -> Option<Vec<u8>> {
     let pem = b64(b64_pem, "verifier").ok()?;
     let text = String::from_utf8(pem).ok()?;
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    b64(&body, "PEM body").ok()
+    pem_block(&text, "CERTIFICATE")
+        .or_else(|_| pem_block(&text, "PUBLIC KEY"))
+        .ok()
 }
 
 /// Does the logged body say what the bundle says: this signature, this
