@@ -191,6 +191,33 @@ fn ia5(s: &Ia5String) -> String {
     s.to_string()
 }
 
+/// Why a certificate path does not hold at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathFault {
+    NotCa,
+    NotValidAt,
+    NotSignedByNext,
+}
+
+/// Checks a certificate path at time `t`: each certificate valid at `t`
+/// and signed by the next (the last by itself), and those from `cas_from`
+/// on marked as CAs. On failure, the certificate's index and the fault.
+pub fn verify_path(path: &[&Cert], t: i64, cas_from: usize) -> Result<(), (usize, PathFault)> {
+    for (i, c) in path.iter().enumerate() {
+        if i >= cas_from && !c.is_ca() {
+            return Err((i, PathFault::NotCa));
+        }
+        if !c.valid_at(t) {
+            return Err((i, PathFault::NotValidAt));
+        }
+        let issuer = path.get(i + 1).unwrap_or(c);
+        if !c.issued_by(&issuer.cert) {
+            return Err((i, PathFault::NotSignedByNext));
+        }
+    }
+    Ok(())
+}
+
 /// Verifies that `leaf` chains to one of `authorities` at time `t`: each
 /// certificate signed by the next, the authority's window and every
 /// authority certificate valid at `t`, the issuing ones marked as CAs.
@@ -202,10 +229,10 @@ pub fn chain<'r>(
 ) -> Result<(&'r Authority, Cert), String> {
     let mut why = String::from("no authority in the trusted root issued it");
     for auth in authorities {
-        let Some(first) = auth.parsed.first() else {
+        let Some(first) = auth.certs.first() else {
             continue;
         };
-        if !leaf.issued_by(first) {
+        if !leaf.issued_by(&first.cert) {
             continue;
         }
         if !auth.valid.contains(t) {
@@ -218,39 +245,25 @@ pub fn chain<'r>(
             );
             continue;
         }
-        let certs: Vec<Cert> = auth
-            .chain
-            .iter()
-            .map(|d| Cert::parse(d))
-            .collect::<Result<_, _>>()?;
-        let mut ok = true;
-        for (i, c) in certs.iter().enumerate() {
-            if !c.is_ca() {
+        let path: Vec<&Cert> = auth.certs.iter().collect();
+        match verify_path(&path, t, 0) {
+            Ok(()) => return Ok((auth, first.clone())),
+            Err((i, PathFault::NotCa)) => {
                 why = format!("authority certificate {i} of {} is not a CA", auth.uri);
-                ok = false;
-                break;
             }
-            if !c.valid_at(t) {
+            Err((i, PathFault::NotValidAt)) => {
                 why = format!(
                     "authority certificate {i} of {} was not valid at {}",
                     auth.uri,
                     time::display(t)
                 );
-                ok = false;
-                break;
             }
-            let issuer = certs.get(i + 1).unwrap_or(c);
-            if !c.issued_by(&issuer.cert) {
+            Err((i, PathFault::NotSignedByNext)) => {
                 why = format!(
                     "the chain of {} does not verify at certificate {i}",
                     auth.uri
                 );
-                ok = false;
-                break;
             }
-        }
-        if ok {
-            return Ok((auth, certs[0].clone()));
         }
     }
     Err(why)

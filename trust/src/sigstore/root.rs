@@ -7,9 +7,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use x509_cert::Certificate;
-use x509_cert::der::Decode as _;
 
+use super::cert::Cert;
 use super::crypto::Key;
 use super::time::parse_rfc3339;
 
@@ -47,9 +46,8 @@ pub struct Log {
 #[derive(Debug, Clone)]
 pub struct Authority {
     pub uri: String,
-    /// DER certificates, the issuing certificate first, the root last.
-    pub chain: Vec<Vec<u8>>,
-    pub parsed: Vec<Certificate>,
+    /// The certificates, the issuing certificate first, the root last.
+    pub certs: Vec<Cert>,
     pub valid: Window,
 }
 
@@ -169,23 +167,17 @@ fn log(j: &LogJson, what: &str) -> Result<Log, String> {
 }
 
 fn authority(j: &AuthorityJson, what: &str) -> Result<Authority, String> {
-    let mut chain = Vec::new();
-    let mut parsed = Vec::new();
+    let mut certs = Vec::new();
     for (i, c) in j.cert_chain.certificates.iter().enumerate() {
         let der = b64(&c.raw_bytes, &format!("{what} certificate {i}"))?;
-        parsed.push(
-            Certificate::from_der(&der)
-                .map_err(|e| format!("{what} certificate {i} is not DER X.509: {e}"))?,
-        );
-        chain.push(der);
+        certs.push(Cert::parse(&der).map_err(|e| format!("{what} certificate {i}: {e}"))?);
     }
-    if chain.is_empty() {
+    if certs.is_empty() {
         return Err(format!("{what} has no certificates"));
     }
     Ok(Authority {
         uri: j.uri.clone(),
-        chain,
-        parsed,
+        certs,
         valid: window(j.valid_for.as_ref(), what)?,
     })
 }

@@ -7,7 +7,7 @@
 use x509_cert::der::Decode as _;
 use x509_cert::der::asn1::{GeneralizedTime, ObjectIdentifier as Oid};
 
-use super::cert::{Cert, TIME_STAMPING};
+use super::cert::{Cert, PathFault, TIME_STAMPING, verify_path};
 use super::crypto::Hash;
 use super::der::{self, Tlv};
 use super::root::TrustedRoot;
@@ -145,19 +145,14 @@ pub fn verify(token: &[u8], signature: &[u8], root: &TrustedRoot) -> Result<i64,
     // timestamp authority, either way chained to the trusted root.
     let mut why = String::from("no timestamp authority in the trusted root signed it");
     for auth in &root.timestamp_authorities {
-        let mut candidates: Vec<Cert> = embedded.clone();
-        candidates.push(Cert::parse(&auth.chain[0])?);
-        for signer in candidates {
+        for signer in embedded.iter().chain(auth.certs.first()) {
             let Ok(key) = signer.key() else { continue };
             if !key.verify(sig_hash, &signed_attrs, sig.contents) {
                 continue;
             }
-            let mut path: Vec<Cert> = vec![signer.clone()];
-            for d in &auth.chain {
-                if d != &signer.der {
-                    path.push(Cert::parse(d)?);
-                }
-            }
+            let path: Vec<&Cert> = std::iter::once(signer)
+                .chain(auth.certs.iter().filter(|c| c.der != signer.der))
+                .collect();
             if !auth.valid.contains(gen_time) {
                 why = format!(
                     "the timestamp authority {} was not trusted at {}",
@@ -170,25 +165,19 @@ pub fn verify(token: &[u8], signature: &[u8], root: &TrustedRoot) -> Result<i64,
                 why = "the timestamp certificate lacks the timeStamping usage".into();
                 continue;
             }
-            let mut ok = true;
-            for (i, c) in path.iter().enumerate() {
-                let issuer = path.get(i + 1).unwrap_or(c);
-                if !c.valid_at(gen_time) {
+            // No CA marking required of the authority's certificates:
+            // the root names them.
+            match verify_path(&path, gen_time, path.len()) {
+                Err((i, PathFault::NotValidAt)) => {
                     why = format!(
                         "timestamp certificate {i} was not valid at {}",
                         time::display(gen_time)
                     );
-                    ok = false;
-                    break;
                 }
-                if !c.issued_by(&issuer.cert) {
+                Err((i, _)) => {
                     why = format!("the timestamp chain does not verify at certificate {i}");
-                    ok = false;
-                    break;
                 }
-            }
-            if ok {
-                return Ok(gen_time);
+                Ok(()) => return Ok(gen_time),
             }
         }
     }
