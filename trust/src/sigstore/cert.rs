@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest as _, Sha256};
 use x509_cert::Certificate;
 use x509_cert::der::Decode as _;
-use x509_cert::der::asn1::{Ia5String, ObjectIdentifier as Oid, Utf8StringRef};
+use x509_cert::der::asn1::{ObjectIdentifier as Oid, Utf8StringRef};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, SubjectAltName};
 
@@ -70,9 +70,7 @@ impl Cert {
     }
 
     pub fn key(&self) -> Result<Key, String> {
-        let spki = self.cert.tbs_certificate().subject_public_key_info();
-        let der = x509_cert::der::Encode::to_der(spki).map_err(|e| e.to_string())?;
-        Key::from_spki_der(&der)
+        key_of(&self.cert)
     }
 
     pub fn spki_der(&self) -> Result<Vec<u8>, String> {
@@ -96,11 +94,7 @@ impl Cert {
 
     /// Did `issuer`'s key sign this certificate?
     pub fn issued_by(&self, issuer: &Certificate) -> bool {
-        let spki = issuer.tbs_certificate().subject_public_key_info();
-        let Ok(spki_der) = x509_cert::der::Encode::to_der(spki) else {
-            return false;
-        };
-        let Ok(key) = Key::from_spki_der(&spki_der) else {
+        let Ok(key) = key_of(issuer) else {
             return false;
         };
         let Some(hash) = Hash::from_algorithm(&self.cert.signature_algorithm().oid) else {
@@ -152,7 +146,7 @@ impl Cert {
             for name in san.0 {
                 match name {
                     GeneralName::UniformResourceIdentifier(s) | GeneralName::Rfc822Name(s) => {
-                        subjects.push(ia5(&s));
+                        subjects.push(s.to_string());
                     }
                     _ => {}
                 }
@@ -187,8 +181,11 @@ impl Cert {
     }
 }
 
-fn ia5(s: &Ia5String) -> String {
-    s.to_string()
+/// The public key a certificate certifies.
+fn key_of(cert: &Certificate) -> Result<Key, String> {
+    let spki = cert.tbs_certificate().subject_public_key_info();
+    let der = x509_cert::der::Encode::to_der(spki).map_err(|e| e.to_string())?;
+    Key::from_spki_der(&der)
 }
 
 /// Why a certificate path does not hold at a time.

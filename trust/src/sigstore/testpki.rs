@@ -143,7 +143,6 @@ impl<'a> Leaf<'a> {
 #[derive(Debug)]
 pub struct TestPki {
     pub now: i64,
-    root_key: SigningKey,
     pub root_cert: Vec<u8>,
     intermediate_key: SigningKey,
     pub intermediate_cert: Vec<u8>,
@@ -192,7 +191,6 @@ impl TestPki {
         let intermediate_cert = certificate(&int_tbs, &root_key);
         Self {
             now,
-            root_key,
             root_cert,
             intermediate_key,
             intermediate_cert,
@@ -431,11 +429,6 @@ impl TestPki {
         })
         .to_string()
         .into_bytes()
-    }
-
-    /// The root's key signs something else (for chain tests).
-    pub fn root_signs(&self, message: &[u8]) -> Vec<u8> {
-        sign(&self.root_key, message)
     }
 }
 

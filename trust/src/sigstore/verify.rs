@@ -459,10 +459,8 @@ fn message_signed_by(signature: &[u8], artifact: Artifact<'_>, key: &Key) -> boo
         (Artifact::Blob(b), _) => {
             key.verify(key.default_hash(), b, signature) || key.verify(Hash::Sha256, b, signature)
         }
-        (Artifact::Sha256(d), Key::Ed25519(_)) => {
-            let _ = d;
-            false
-        }
+        // Ed25519 signs the message itself, so a digest cannot verify it
+        // (verify_prehash says no).
         (Artifact::Sha256(d), _) => key.verify_prehash(Hash::Sha256, &d, signature),
     }
 }
