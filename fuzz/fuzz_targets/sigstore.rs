@@ -4,15 +4,13 @@
 //! timestamps, verified against a fixed miniature Sigstore.
 #![no_main]
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use bpfman_image_spec::digest::Digest;
 use bpfman_trust::cosign::{self, Found, Trust};
 use bpfman_trust::policy::Keyless;
 use bpfman_trust::sigstore::testpki::TestPki;
-use bpfman_trust::sigstore::{
-    self, Artifact, Bundle, IdentityRule, Signers, Subject, TrustedRoot, tlog, tsa,
-};
+use bpfman_trust::sigstore::{self, Artifact, Bundle, Signers, Subject, TrustedRoot, tlog, tsa};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_800_000_000;
@@ -20,20 +18,10 @@ const NOW: i64 = 1_800_000_000;
 fn keyless() -> &'static Keyless {
     static K: OnceLock<Keyless> = OnceLock::new();
     K.get_or_init(|| {
-        let pki = TestPki::new(NOW);
-        Keyless {
-            root: Arc::new(
-                TrustedRoot::from_json(pki.trusted_root_json().as_bytes()).expect("test root"),
-            ),
-            root_path: "fuzz".into(),
-            identities: vec![IdentityRule {
-                issuer: "https://issuer.example".into(),
-                subject: Subject::Exact("me@example.com".into()),
-                extensions: Vec::new(),
-            }],
-            require_log: true,
-            require_sct: true,
-        }
+        TestPki::new(NOW).keyless(
+            "https://issuer.example",
+            Subject::Exact("me@example.com".into()),
+        )
     })
 }
 
@@ -52,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = sigstore::cert::Cert::parse(data).map(|c| (c.identity(), c.tbs().map(<[u8]>::len)));
     // cosign's keyless annotations: the input split into certificate,
     // Rekor bundle and timestamp at NUL bytes.
-    let mut parts = data.split(|&b| b == 0).map(|p| String::from_utf8_lossy(p).into_owned());
+    let mut parts = data
+        .split(|&b| b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned());
     let (cert, rekor, ts) = (parts.next(), parts.next(), parts.next());
     let mut annotations = BTreeMap::new();
     annotations.insert(

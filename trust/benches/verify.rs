@@ -170,9 +170,8 @@ fn main() {
 /// makes: the signature, the SET, the SCT, and the chain (leaf, intermediate,
 /// root), plus the checkpoint for bundles.
 fn keyless(digest: &Digest, subject: &Subject<'_>) {
-    use bpfman_trust::policy::Keyless;
+    use bpfman_trust::sigstore::Subject as Who;
     use bpfman_trust::sigstore::testpki::{Leaf, TestPki};
-    use bpfman_trust::sigstore::{IdentityRule, Subject as Who, TrustedRoot};
 
     const WHO: &str = "https://github.com/org/repo/.github/workflows/r.yml@refs/heads/main";
     const ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -180,19 +179,7 @@ fn keyless(digest: &Digest, subject: &Subject<'_>) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let pki = TestPki::new(now);
-    let keyless = Keyless {
-        root: std::sync::Arc::new(
-            TrustedRoot::from_json(pki.trusted_root_json().as_bytes()).expect("root"),
-        ),
-        root_path: "bench".into(),
-        identities: vec![IdentityRule {
-            issuer: ISSUER.into(),
-            subject: Who::Exact(WHO.into()),
-            extensions: Vec::new(),
-        }],
-        require_log: true,
-        require_sct: true,
-    };
+    let keyless = pki.keyless(ISSUER, Who::Exact(WHO.into()));
     let policy = Policy::everything_with(
         Rule::RequireSignature { keys: Vec::new() },
         Some(keyless),

@@ -130,6 +130,18 @@ impl PartialEq for Keyless {
 impl Eq for Keyless {}
 
 impl Keyless {
+    /// Trust in `identities` under `root`, a transparency log entry and
+    /// an SCT required (the defaults).
+    pub fn new(root: TrustedRoot, root_path: PathBuf, identities: Vec<IdentityRule>) -> Self {
+        Self {
+            root: Arc::new(root),
+            root_path,
+            identities,
+            require_log: true,
+            require_sct: true,
+        }
+    }
+
     /// The signers a Sigstore verification accepts under this scope.
     pub fn signers<'a>(&'a self, keys: &'a [Vec<u8>]) -> Signers<'a> {
         Signers {
@@ -576,11 +588,9 @@ impl<F: FnMut(&Path) -> io::Result<String>> Ctx<'_, F> {
             });
         }
         Ok(Some(Keyless {
-            root: Arc::new(parsed),
-            root_path: file,
-            identities,
             require_log,
             require_sct,
+            ..Keyless::new(parsed, file, identities)
         }))
     }
 

@@ -506,13 +506,11 @@ pub(super) fn verify(args: VerifyArgs) -> Result<()> {
                 ),
                 (Some(root), false) => {
                     names.push(format!("--trusted-root {}", root.display()));
-                    Some(bpfman_trust::policy::Keyless {
-                        root: std::sync::Arc::new(load_trusted_root(root)?),
-                        root_path: root.clone(),
+                    Some(bpfman_trust::policy::Keyless::new(
+                        load_trusted_root(root)?,
+                        root.clone(),
                         identities,
-                        require_log: true,
-                        require_sct: true,
-                    })
+                    ))
                 }
             };
             Policy::everything_with(Rule::RequireSignature { keys }, keyless, &names.join(", "))

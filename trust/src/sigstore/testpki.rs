@@ -199,6 +199,21 @@ impl TestPki {
         }
     }
 
+    /// Keyless trust in this instance for one identity, every check
+    /// required.
+    pub fn keyless(&self, issuer: &str, subject: super::Subject) -> crate::policy::Keyless {
+        crate::policy::Keyless::new(
+            super::TrustedRoot::from_json(self.trusted_root_json().as_bytes())
+                .unwrap_or_else(|e| panic!("the test root parses: {e}")),
+            "test trusted_root.json".into(),
+            vec![super::IdentityRule {
+                issuer: issuer.into(),
+                subject,
+                extensions: Vec::new(),
+            }],
+        )
+    }
+
     /// The Rekor log id: SHA-256 of its key.
     pub fn rekor_log_id(&self) -> Vec<u8> {
         Sha256::digest(spki(&self.rekor_key)).to_vec()

@@ -3,8 +3,6 @@
 //! [`super::testpki`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -12,7 +10,7 @@ use bpfman_image_spec::digest::Digest;
 
 use super::bundle::{COSIGN_CERTIFICATE, COSIGN_REKOR_BUNDLE};
 use super::testpki::{Leaf, TestPki, ephemeral, pem, sign_with};
-use super::{Check, IdentityRule, Subject, TrustedRoot};
+use super::{Check, Subject};
 use crate::cosign::{self, Found, Kind, Outcome, SIGNATURE_ANNOTATION};
 use crate::policy::{Keyless, Policy, Rule};
 use crate::verdict::{self, Subject as Image};
@@ -26,19 +24,7 @@ fn digest(data: &[u8]) -> Digest {
 }
 
 fn keyless(pki: &TestPki, subject: Subject) -> Keyless {
-    Keyless {
-        root: Arc::new(
-            TrustedRoot::from_json(pki.trusted_root_json().as_bytes()).expect("test root parses"),
-        ),
-        root_path: PathBuf::from("trusted_root.json"),
-        identities: vec![IdentityRule {
-            issuer: ISSUER.into(),
-            subject,
-            extensions: Vec::new(),
-        }],
-        require_log: true,
-        require_sct: true,
-    }
+    pki.keyless(ISSUER, subject)
 }
 
 /// A legacy keyless signature over `image`, logged or not.
