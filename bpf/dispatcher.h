@@ -6,6 +6,11 @@
  * uses the same layout with its own magic. The Rust encoding in
  * bpfman-load/src/dispatcher.rs is checked against this header field by
  * field, through the BTF of the compiled dispatchers.
+ *
+ * With DISPATCHER_V3 defined the struct is libxdp's v3 layout (libxdp 1.6
+ * and later): v2 and one more byte, is_xdp_devbound. That build
+ * (xdp_dispatcher_v3.bpf.c) exists only to join and extend dispatchers
+ * that libxdp made at version 3; our own chains use v2.
  */
 #ifndef BPFMAN_DISPATCHER_H
 #define BPFMAN_DISPATCHER_H
@@ -31,6 +36,9 @@ struct dispatcher_config {
 	__u32 chain_call_actions[DISPATCHER_SLOTS];
 	__u32 run_prios[DISPATCHER_SLOTS];
 	__u32 program_flags[DISPATCHER_SLOTS];
+#ifdef DISPATCHER_V3
+	__u8 is_xdp_devbound;
+#endif
 };
 
 #endif

@@ -62,6 +62,7 @@ impl ChainArgs {
             proceed_on,
             xdp_mode,
             clsact,
+            libxdp: None,
         })
     }
 }
@@ -81,6 +82,10 @@ pub struct ChainRequest {
     /// TC only: attach a new dispatcher with clsact + cls_bpf even where
     /// the kernel has tcx (kernels without tcx always get clsact).
     pub clsact: bool,
+    /// XDP only: share the hook with libxdp, making a new chain in its
+    /// layout at this dispatcher version (an interface that holds a
+    /// libxdp dispatcher is joined whatever this says).
+    pub libxdp: Option<u8>,
 }
 
 /// A program's slot in a dispatcher, as its link record shows it.

@@ -36,6 +36,10 @@ const XDP_OBJECT: &[u8] = include_bytes!("../dispatchers/xdp_dispatcher.bpfel.o"
 #[cfg(target_endian = "big")]
 const XDP_OBJECT: &[u8] = include_bytes!("../dispatchers/xdp_dispatcher.bpfeb.o");
 #[cfg(target_endian = "little")]
+const XDP_V3_OBJECT: &[u8] = include_bytes!("../dispatchers/xdp_dispatcher_v3.bpfel.o");
+#[cfg(target_endian = "big")]
+const XDP_V3_OBJECT: &[u8] = include_bytes!("../dispatchers/xdp_dispatcher_v3.bpfeb.o");
+#[cfg(target_endian = "little")]
 const TC_OBJECT: &[u8] = include_bytes!("../dispatchers/tc_dispatcher.bpfel.o");
 #[cfg(target_endian = "big")]
 const TC_OBJECT: &[u8] = include_bytes!("../dispatchers/tc_dispatcher.bpfeb.o");
@@ -62,6 +66,16 @@ impl ChainHook {
         match self {
             Self::Xdp => XDP_OBJECT,
             Self::TcIngress | Self::TcEgress => TC_OBJECT,
+        }
+    }
+
+    /// The dispatcher object whose configuration `config` fits: libxdp's
+    /// v3 layout has its own build of the XDP dispatcher.
+    pub fn object_for(self, config: &[u8]) -> &'static [u8] {
+        if self == Self::Xdp && config.len() == Config::V3_SIZE {
+            XDP_V3_OBJECT
+        } else {
+            self.object()
         }
     }
 
@@ -177,10 +191,16 @@ pub struct Config {
     pub chain_call_actions: [u32; SLOTS],
     pub run_prios: [u32; SLOTS],
     pub program_flags: [u32; SLOTS],
+    /// libxdp's v3 layout only (`dispatcher_version` 3): whether the
+    /// dispatcher is bound to one device. `None` in the v2 layout.
+    pub is_xdp_devbound: Option<u8>,
 }
 
 impl Config {
     pub const SIZE: usize = 124;
+    /// libxdp's v3 layout: v2 and `u8 is_xdp_devbound`, padded to the
+    /// struct's 4-byte alignment.
+    pub const V3_SIZE: usize = 128;
     /// Each field's name, offset and size, as the C header lays them out
     /// (a unit test checks this against the dispatchers' BTF).
     pub const FIELDS: [(&'static str, usize, usize); 7] = [
@@ -203,6 +223,7 @@ impl Config {
             chain_call_actions: [STUB_BIT; SLOTS],
             run_prios: [0; SLOTS],
             program_flags: [0; SLOTS],
+            is_xdp_devbound: None,
         };
         for (i, s) in slots.iter().take(SLOTS).enumerate() {
             c.chain_call_actions[i] = s.proceed_on | STUB_BIT;
@@ -228,7 +249,40 @@ impl Config {
                 out.extend_from_slice(&v.to_ne_bytes());
             }
         }
+        if let Some(devbound) = self.is_xdp_devbound {
+            out.extend_from_slice(&[devbound, 0, 0, 0]);
+        }
         out
+    }
+
+    /// Reads a configuration back (a dispatcher's read-only map, as the
+    /// kernel holds it): the v2 layout, or v3 when the value is v3's size.
+    /// `None` for any other size.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::SIZE && bytes.len() != Self::V3_SIZE {
+            return None;
+        }
+        let array = |at: usize| -> [u32; SLOTS] {
+            std::array::from_fn(|i| {
+                let o = at + 4 * i;
+                u32::from_ne_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]])
+            })
+        };
+        Some(Self {
+            magic: bytes[0],
+            dispatcher_version: bytes[1],
+            num_progs_enabled: bytes[2],
+            is_xdp_frags: bytes[3],
+            chain_call_actions: array(4),
+            run_prios: array(4 + 4 * SLOTS),
+            program_flags: array(4 + 8 * SLOTS),
+            is_xdp_devbound: (bytes.len() == Self::V3_SIZE).then(|| bytes[Self::SIZE]),
+        })
+    }
+
+    /// A slot's proceed-on actions, without the stub's bit.
+    pub fn proceed_on(&self, slot: usize) -> u32 {
+        self.chain_call_actions[slot] & !STUB_BIT
     }
 }
 
@@ -497,7 +551,47 @@ mod tests {
             assert_eq!(u32_at(4 + 4 * SLOTS), 7);
             assert_eq!(u32_at(4 + 4 * SLOTS + 4), 9);
             assert_eq!(u32_at(4 + 8 * SLOTS), 0);
+            assert_eq!(Config::decode(&bytes), Some(cfg));
         }
+    }
+
+    #[test]
+    fn the_v3_build_has_libxdps_v3_layout_and_round_trips() {
+        let file = object::File::parse(XDP_V3_OBJECT).expect("elf");
+        let btf = file
+            .section_by_name(".BTF")
+            .expect(".BTF")
+            .data()
+            .expect("data");
+        let btf = Btf::parse(btf, Endianness::host()).expect("btf");
+        let layout = btf
+            .struct_layout("dispatcher_config")
+            .expect("btf")
+            .expect("struct dispatcher_config");
+        let c: Vec<(String, usize, usize)> = layout
+            .iter()
+            .map(|m| (m.name.clone(), m.offset as usize, m.size as usize))
+            .collect();
+        let mut rust: Vec<(String, usize, usize)> = Config::FIELDS
+            .iter()
+            .map(|(n, o, s)| ((*n).to_string(), *o, *s))
+            .collect();
+        rust.push(("is_xdp_devbound".into(), Config::SIZE, 1));
+        assert_eq!(c, rust);
+
+        let mut cfg = Config::for_slots(ChainHook::Xdp, &[slot(1, "a", 7)]);
+        cfg.dispatcher_version = 3;
+        cfg.is_xdp_devbound = Some(0);
+        let bytes = cfg.encode();
+        assert_eq!(bytes.len(), Config::V3_SIZE);
+        assert_eq!(Config::decode(&bytes), Some(cfg.clone()));
+        assert_eq!(ChainHook::Xdp.object_for(&bytes), XDP_V3_OBJECT);
+        assert_eq!(
+            ChainHook::Xdp.object_for(&bytes[..Config::SIZE]),
+            XDP_OBJECT
+        );
+        // Any other size is no layout we know.
+        assert_eq!(Config::decode(&bytes[..84]), None);
     }
 
     #[test]

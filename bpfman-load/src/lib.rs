@@ -27,6 +27,7 @@ pub mod dispatcher;
 pub mod host;
 pub mod images;
 pub mod kernel;
+pub mod libxdp;
 pub mod loadable;
 pub mod loader;
 pub mod lock;

@@ -22,10 +22,11 @@ use crate::attach::{AttachRequest, Context, Route, kprobe, tracing as tracing_ho
 use crate::bpffs::Bpffs;
 use crate::cache::now;
 use crate::chain::{Chain, Joining};
-use crate::dispatcher::DispatcherRecord;
+use crate::dispatcher::{ChainHook, DispatcherRecord};
 use crate::kernel::{
     Kernel, KernelProgram, LoadedObject, ObjectSpec, ProgramSpec, Sys, Undo, fault,
 };
+use crate::libxdp::Shared;
 use crate::loadable::Loadable;
 use crate::sections;
 use crate::state::{LinkRecord, MapPin, ProgramRecord, Source, State};
@@ -71,6 +72,8 @@ pub struct Loader<K: Kernel = Sys> {
     kernel: K,
     state: State,
     fs: Bpffs,
+    /// libxdp's bpffs directory, for interfaces shared with libxdp.
+    libxdp: PathBuf,
 }
 
 /// A short user-facing name for a section kind ("tcx_ingress" -> "tcx").
@@ -91,7 +94,19 @@ pub(crate) fn record(state: &State, id: u32) -> Result<ProgramRecord> {
 
 impl<K: Kernel> Loader<K> {
     pub fn new(kernel: K, state: State, fs: Bpffs) -> Self {
-        Self { kernel, state, fs }
+        Self {
+            kernel,
+            state,
+            fs,
+            libxdp: crate::libxdp::default_root(),
+        }
+    }
+
+    /// The same loader, with libxdp's directory at `dir` (the default is
+    /// `$LIBXDP_BPFFS/xdp`, else `/sys/fs/bpf/xdp`).
+    pub fn with_libxdp_root(mut self, dir: PathBuf) -> Self {
+        self.libxdp = dir;
+        self
     }
 
     pub fn state(&self) -> &State {
@@ -108,6 +123,10 @@ impl<K: Kernel> Loader<K> {
 
     fn chain(&self) -> Chain<'_, K> {
         Chain::new(&self.kernel, &self.state, &self.fs)
+    }
+
+    fn libxdp(&self) -> Shared<'_, K> {
+        Shared::new(&self.kernel, &self.state, &self.fs, self.libxdp.clone())
     }
 
     /// Loads programs of a verified image.
@@ -276,14 +295,28 @@ impl<K: Kernel> Loader<K> {
         let (target, attachment) = match request.route(&cx)? {
             Route::Chain(req) => {
                 let bytes = object(&record)?;
-                return self.chain().add(
-                    &req,
-                    Joining {
-                        record: &record,
-                        object: &bytes,
-                    },
-                    &object,
-                );
+                let joining = Joining {
+                    record: &record,
+                    object: &bytes,
+                };
+                if req.hook == ChainHook::Xdp {
+                    let at = k.interface(&req.interface, req.netns.as_deref())?;
+                    let shared = self.libxdp();
+                    if shared.wants(&req, &at)? {
+                        if record.links.iter().any(|l| {
+                            crate::libxdp::attachment(l)
+                                .is_some_and(|a| a.ifindex == at.ifindex && a.netns == at.netns)
+                        }) {
+                            bail!(
+                                "program {} is already in the libxdp dispatcher on {}",
+                                record.id,
+                                req.interface
+                            );
+                        }
+                        return shared.join(&req, joining);
+                    }
+                }
+                return self.chain().add(&req, joining, &object);
             }
             Route::Direct(target, attachment) => (target, attachment),
         };
@@ -393,6 +426,11 @@ impl<K: Kernel> Loader<K> {
             self.chain().remove(key, record.id)?;
             return Ok((record.id, link));
         }
+        if let Some(a) = crate::libxdp::attachment(&record.links[pos])
+            && let Some(note) = self.libxdp().leave(a, link_id)?
+        {
+            tracing::warn!("{note}");
+        }
         let link = record.links.remove(pos);
         self.kernel.unpin(&link.pin)?;
         self.state.put(std::slice::from_ref(record))?;
@@ -406,6 +444,11 @@ impl<K: Kernel> Loader<K> {
         for l in &first.links {
             if let Some(key) = l.attachment.dispatcher_key() {
                 self.chain().remove(key, id)?;
+            }
+            if let Some(a) = crate::libxdp::attachment(l)
+                && let Some(note) = self.libxdp().leave(a, l.id)?
+            {
+                tracing::warn!("{note}");
             }
         }
         let record = self.record(id)?;
@@ -445,6 +488,7 @@ impl<K: Kernel> Loader<K> {
             dispatchers: self.chain().reconcile()?,
             ..Default::default()
         };
+        report.dispatchers.extend(self.libxdp().reconcile()?);
         let mut keep = Vec::new();
         // No pin of ours at all: bpffs was emptied (a reboot, a remount).
         // Walked only when a program's pin is gone.

@@ -12,6 +12,7 @@ mod front_door;
 mod interop;
 mod kernel;
 mod keyless;
+mod libxdp;
 mod load_cache;
 mod mirrors;
 mod registry;

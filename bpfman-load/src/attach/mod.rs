@@ -68,6 +68,9 @@ pub enum Attachment {
     /// A slot of a multi-program dispatcher (the link is the slot's
     /// freplace link, renewed by every change of the chain).
     Dispatcher(SlotAttachment),
+    /// A slot of a libxdp dispatcher, on an interface shared with libxdp
+    /// (the pin is our extension's; the id is the extension's).
+    Libxdp(xdp::LibxdpAttachment),
 }
 
 impl fmt::Display for Attachment {
@@ -82,6 +85,7 @@ impl fmt::Display for Attachment {
             Self::Fexit(a) => write!(f, "fexit {}", a.function),
             Self::Lsm(a) => a.fmt(f),
             Self::Dispatcher(a) => a.fmt(f),
+            Self::Libxdp(a) => a.fmt(f),
         }
     }
 }

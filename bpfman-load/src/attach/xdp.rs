@@ -35,6 +35,46 @@ pub struct XdpRequest {
     pub exclusive: bool,
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Share the hook with libxdp (xdp-loader and other libxdp users): the
+    /// chain is made in libxdp's layout and attach style. An interface
+    /// whose hook holds a libxdp dispatcher already is joined without it.
+    #[arg(long, conflicts_with = "exclusive")]
+    pub libxdp: bool,
+    /// The libxdp dispatcher version for a new chain: 2 (libxdp 1.3 to
+    /// 1.5, as Debian 12 ships) or 3 (libxdp 1.6 and later). An existing
+    /// dispatcher keeps its version.
+    #[arg(long, value_name = "VERSION", default_value_t = 2, requires = "libxdp",
+          value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub libxdp_version: u8,
+}
+
+/// A slot of ours in a libxdp dispatcher (an interface shared with
+/// libxdp), as recorded. The chain itself is libxdp's: its pins and the
+/// kernel are the truth, read again for every change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibxdpAttachment {
+    pub interface: String,
+    pub ifindex: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
+    pub priority: i32,
+    pub proceed_on: Vec<String>,
+    /// The dispatcher's configuration version (libxdp's v2 or v3).
+    pub version: u8,
+}
+
+impl fmt::Display for LibxdpAttachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "xdp libxdp dispatcher v{} (shared with libxdp; a dispatcher even for one program) {}{} priority {} proceed-on {}",
+            self.version,
+            self.interface,
+            super::tc::in_ns(&self.netns),
+            self.priority,
+            self.proceed_on.join(",")
+        )
+    }
 }
 
 /// An exclusive XDP link, as recorded.
@@ -66,13 +106,15 @@ pub fn fits(kind: SectionKind) -> bool {
 impl XdpRequest {
     pub(super) fn route<K: Kernel>(&self, cx: &Context<'_, K>) -> Result<Route> {
         if !self.exclusive {
-            return Ok(Route::Chain(self.chain.request(
+            let mut req = self.chain.request(
                 ChainHook::Xdp,
                 &self.iface,
                 self.netns.clone(),
                 self.mode,
                 false,
-            )?));
+            )?;
+            req.libxdp = self.libxdp.then_some(self.libxdp_version);
+            return Ok(Route::Chain(req));
         }
         let at = cx.kernel.interface(&self.iface, self.netns.as_deref())?;
         let attachment = XdpAttachment {

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::{
-    ExtensionSpec, Feature, FsType, Interface, Kernel, KernelError, KernelProgram, LoadedObject,
-    ObjectSpec, ProgramId, ProgramSpec, Support, XdpMode,
+    DirLock, ExtensionSpec, Feature, FsType, Interface, Kernel, KernelError, KernelProgram,
+    LoadedObject, ObjectSpec, ProgramId, ProgramSpec, ProgramView, Support, XdpAttached, XdpMode,
 };
 use crate::attach::Target;
 use crate::bpffs::pin_name;
@@ -83,6 +83,13 @@ pub struct World {
     /// clsact filters by hook.
     pub filters: BTreeMap<String, TcFilter>,
     pub interfaces: BTreeMap<String, u32>,
+    /// XDP hooks set through netlink, with their mode (the program is in
+    /// `hooks`).
+    pub netlink: BTreeMap<String, XdpMode>,
+    /// Programs alive only because a netlink hook holds them.
+    pub held: BTreeMap<u32, Obj>,
+    /// Directories locked with `lock_dir`, ever.
+    pub locked: Vec<PathBuf>,
     pub unsupported: Vec<Feature>,
     fail: Option<(usize, Failure)>,
     crashed: bool,
@@ -671,5 +678,118 @@ impl Kernel for Fake {
                 Ok(())
             },
         )
+    }
+
+    fn xdp_attached(&self, at: &Interface) -> Result<Option<XdpAttached>, KernelError> {
+        let w = self.0.borrow();
+        let key = hook_key(ChainHook::Xdp, at);
+        Ok(w.hooks.get(&key).map(|&program| XdpAttached {
+            program,
+            mode: w.netlink.get(&key).copied().unwrap_or(XdpMode::Driver),
+        }))
+    }
+
+    fn program_view(&self, id: u32) -> Result<ProgramView, KernelError> {
+        let w = self.0.borrow();
+        let obj = w
+            .pins
+            .values()
+            .chain(w.held.values())
+            .find(|o| obj_id(o) == Some(id))
+            .ok_or_else(|| KernelError::call("find program", id.to_string(), "no such program"))?;
+        Ok(match obj {
+            Obj::Dispatcher { config, hook, .. } => ProgramView {
+                name: hook.program().into(),
+                maps: 1,
+                map_value: Some(config.clone()),
+            },
+            Obj::Program { name, .. } | Obj::Extension { name, .. } => ProgramView {
+                name: name.clone(),
+                maps: 0,
+                map_value: None,
+            },
+            _ => unreachable!("obj_id is a program's"),
+        })
+    }
+
+    fn pin_again(&self, from: &Path, to: &Path) -> Result<(), KernelError> {
+        self.effect(
+            &format!("pin_again {} {}", from.display(), to.display()),
+            || {
+                let obj = self.0.borrow().pins.get(from).cloned().ok_or_else(|| {
+                    KernelError::call("open", from.display().to_string(), "nothing pinned there")
+                })?;
+                self.put(to, obj)
+            },
+        )
+    }
+
+    fn xdp_netlink(
+        &self,
+        at: &Interface,
+        program: Option<&Path>,
+        expected: Option<u32>,
+        mode: XdpMode,
+    ) -> Result<(), KernelError> {
+        let key = hook_key(ChainHook::Xdp, at);
+        self.effect(&format!("xdp_netlink {key}"), || {
+            let new = program
+                .map(|p| {
+                    let obj = self.0.borrow().pins.get(p).cloned();
+                    obj.filter(|o| obj_id(o).is_some()).ok_or_else(|| {
+                        KernelError::call("open program", p.display().to_string(), "not pinned")
+                    })
+                })
+                .transpose()?;
+            let mut w = self.world();
+            let current = w.hooks.get(&key).copied();
+            if current != expected {
+                return Err(KernelError::call(
+                    "set the XDP program of",
+                    at.name.clone(),
+                    "File exists (another program is there)",
+                ));
+            }
+            if current.is_some() && !w.netlink.contains_key(&key) {
+                return Err(KernelError::call(
+                    "set the XDP program of",
+                    at.name.clone(),
+                    "Device or resource busy (a bpf_link holds the hook)",
+                ));
+            }
+            if let Some(old) = current {
+                w.held.remove(&old);
+            }
+            match new {
+                Some(obj) => {
+                    let id = obj_id(&obj).unwrap_or_default();
+                    w.held.insert(id, obj);
+                    w.hooks.insert(key.clone(), id);
+                    w.netlink.insert(key, mode);
+                }
+                None => {
+                    w.hooks.remove(&key);
+                    w.netlink.remove(&key);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn lock_dir(&self, dir: &Path) -> Result<DirLock, KernelError> {
+        let mut w = self.world();
+        w.dirs.insert(dir.to_path_buf());
+        w.locked.push(dir.to_path_buf());
+        Ok(DirLock(None))
+    }
+}
+
+/// The id of a program object.
+fn obj_id(o: &Obj) -> Option<u32> {
+    match o {
+        Obj::Program { id, .. } | Obj::Dispatcher { id, .. } | Obj::Extension { id, .. } => {
+            Some(*id)
+        }
+        _ => None,
     }
 }

@@ -27,10 +27,28 @@ use crate::dispatcher::{ChainHook, TcFilter};
 pub(crate) mod btf;
 #[cfg(test)]
 pub mod fake;
+pub(crate) mod netlink;
 pub mod netns;
 pub mod sys;
 
+pub use netlink::XdpAttached;
 pub use sys::Sys;
+
+/// A program found by its id: its name, and the value of its only map if
+/// it has exactly one (how libxdp reads a dispatcher's configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramView {
+    pub name: String,
+    /// How many maps the program uses.
+    pub maps: usize,
+    /// The first (key 0) value of its map, when it has one map.
+    pub map_value: Option<Vec<u8>>,
+}
+
+/// An exclusive `flock` on a directory, held until dropped (libxdp's lock
+/// on its bpffs directory).
+#[derive(Debug)]
+pub struct DirLock(#[allow(dead_code)] Option<std::fs::File>);
 
 /// A kernel program's identity: its id, and the tag that tells a reused
 /// id from ours.
@@ -268,6 +286,29 @@ pub trait Kernel {
         at: &Interface,
         filter: TcFilter,
     ) -> Result<(), KernelError>;
+
+    // Sharing an XDP hook with libxdp.
+
+    /// What program is on the interface's XDP hook, and in which mode.
+    fn xdp_attached(&self, at: &Interface) -> Result<Option<XdpAttached>, KernelError>;
+    /// A program, by id.
+    fn program_view(&self, id: u32) -> Result<ProgramView, KernelError>;
+    /// Pins the program pinned at `from` at `to` as well.
+    fn pin_again(&self, from: &Path, to: &Path) -> Result<(), KernelError>;
+    /// Puts the program pinned at `program` (none: nothing) on the XDP
+    /// hook through netlink, replacing program `expected` atomically (the
+    /// kernel refuses if another is there by then), or only if the hook is
+    /// empty when `expected` is none. Nothing is pinned: the hook holds it.
+    fn xdp_netlink(
+        &self,
+        at: &Interface,
+        program: Option<&Path>,
+        expected: Option<u32>,
+        mode: XdpMode,
+    ) -> Result<(), KernelError>;
+    /// Takes an exclusive lock on a directory (made if missing), waiting
+    /// for whoever holds it.
+    fn lock_dir(&self, dir: &Path) -> Result<DirLock, KernelError>;
 }
 
 /// What a probe could tell.

@@ -18,8 +18,9 @@ use bpfman_image_spec::program::SectionKind;
 
 use super::netns::{self, in_netns};
 use super::{
-    ExtensionSpec, Feature, FsType, Interface, Kernel, KernelError, KernelProgram, LoadedObject,
-    ObjectSpec, ProgramId, ProgramSpec, Support, XdpMode,
+    DirLock, ExtensionSpec, Feature, FsType, Interface, Kernel, KernelError, KernelProgram,
+    LoadedObject, ObjectSpec, ProgramId, ProgramSpec, ProgramView, Support, XdpAttached, XdpMode,
+    netlink,
 };
 use crate::bpffs::pin_name;
 use crate::dispatcher::{ChainHook, TcFilter};
@@ -474,9 +475,10 @@ impl Kernel for Sys {
         config: &[u8],
         pin: &Path,
     ) -> Result<ProgramId, KernelError> {
-        let mut ebpf = super::btf::loader(hook.object())?
+        let object = hook.object_for(config);
+        let mut ebpf = super::btf::loader(object)?
             .override_global("conf", config, true)
-            .load(hook.object())
+            .load(object)
             .map_err(|e| KernelError::call("load", "the dispatcher object", e))?;
         let prog = ebpf.program_mut(hook.program()).ok_or_else(|| {
             KernelError::call(
@@ -767,5 +769,112 @@ impl Kernel for Sys {
             })?;
             Ok(())
         })
+    }
+
+    fn xdp_attached(&self, at: &Interface) -> Result<Option<XdpAttached>, KernelError> {
+        in_netns(at.netns.as_deref(), || netlink::query(at))
+    }
+
+    fn program_view(&self, id: u32) -> Result<ProgramView, KernelError> {
+        let info = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == id)
+            .ok_or_else(|| KernelError::call("find program", id.to_string(), "no such program"))?;
+        let name = info.name_as_str().unwrap_or_default().to_string();
+        let maps = info
+            .map_ids()
+            .map_err(call_err("read the maps of program", id.to_string()))?
+            .unwrap_or_default();
+        let map_value = match maps.as_slice() {
+            [map] => Some(
+                first_value(*map)
+                    .map_err(|e| KernelError::call("read the map of program", id.to_string(), e))?,
+            ),
+            _ => None,
+        };
+        Ok(ProgramView {
+            name,
+            maps: maps.len(),
+            map_value,
+        })
+    }
+
+    fn pin_again(&self, from: &Path, to: &Path) -> Result<(), KernelError> {
+        let what = || format!("'{}' at '{}'", from.display(), to.display());
+        let mut p = aya::programs::Extension::from_pin(from).map_err(call_err("open", what()))?;
+        p.pin(to).map_err(|e| KernelError::call("pin", what(), e))
+    }
+
+    fn xdp_netlink(
+        &self,
+        at: &Interface,
+        program: Option<&Path>,
+        expected: Option<u32>,
+        mode: XdpMode,
+    ) -> Result<(), KernelError> {
+        use std::os::fd::AsFd;
+        let new = program
+            .map(|p| {
+                Xdp::from_pin(p, XdpAttachType::Interface)
+                    .map_err(call_err("open program", p.display().to_string()))
+            })
+            .transpose()?;
+        let new_fd = new
+            .as_ref()
+            .map(|p| p.fd().map_err(call_err("open program", at.name.clone())))
+            .transpose()?;
+        let old_fd = expected
+            .map(|id| {
+                aya::programs::loaded_programs()
+                    .filter_map(Result::ok)
+                    .find(|p| p.id() == id)
+                    .ok_or_else(|| {
+                        KernelError::call(
+                            "find the program on the XDP hook of",
+                            at.name.clone(),
+                            format!("program {id} is gone"),
+                        )
+                    })?
+                    .fd()
+                    .map_err(call_err(
+                        "open the program on the XDP hook of",
+                        at.name.clone(),
+                    ))
+            })
+            .transpose()?;
+        in_netns(at.netns.as_deref(), || {
+            netlink::set(
+                at,
+                new_fd.map(AsFd::as_fd),
+                old_fd.as_ref().map(AsFd::as_fd),
+                mode,
+            )
+        })
+    }
+
+    fn lock_dir(&self, dir: &Path) -> Result<DirLock, KernelError> {
+        fs::create_dir_all(dir).map_err(KernelError::fs("create", dir))?;
+        let file = fs::File::open(dir).map_err(KernelError::fs("open", dir))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| KernelError::fs("lock", dir)(io::Error::from(e)))?;
+        Ok(DirLock(Some(file)))
+    }
+}
+
+/// The value at key 0 of map `id`, whatever its size.
+fn first_value(id: u32) -> Result<Vec<u8>, aya::maps::MapError> {
+    use aya::maps::{Array, Map, MapData};
+    fn read<const N: usize>(data: MapData) -> Result<Vec<u8>, aya::maps::MapError> {
+        let map = Map::Array(data);
+        let array: Array<MapData, [u8; N]> = Array::try_from(map)?;
+        Ok(array.get(&0, 0)?.to_vec())
+    }
+    let data = MapData::from_id(id)?;
+    let size = data.info()?.value_size() as usize;
+    match size {
+        84 => read::<84>(data),
+        124 => read::<124>(data),
+        128 => read::<128>(data),
+        _ => Ok(vec![0; size]),
     }
 }

@@ -108,6 +108,8 @@ fn xdp(priority: i32) -> AttachRequest {
             priority: Some(priority),
             proceed_on: Vec::new(),
         },
+        libxdp: false,
+        libxdp_version: 2,
     })
 }
 
@@ -962,3 +964,5 @@ fn dispatcher_records_in_the_older_flat_layout_still_read() {
         serde_json::from_str(&serde_json::to_string(&d).expect("json")).expect("reads");
     assert_eq!(again, d);
 }
+
+mod libxdp;
