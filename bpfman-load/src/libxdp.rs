@@ -465,24 +465,40 @@ impl<'a, K: Kernel> Shared<'a, K> {
         fault("libxdp:swapped");
         // The hook holds the new dispatcher; the old one's pins go (which
         // frees it and its links), and our staging pin.
-        self.retire(current.as_ref().map(|c| c.dir.as_path()));
+        self.sweep(&at, Some(&dir));
         if let Err(e) = k.unpin(&next) {
             tracing::warn!("{e}");
         }
         Ok(link)
     }
 
-    /// Removes an old dispatcher's pins and directory; failures only warn
-    /// (libxdp, like us, ignores stale directories of dispatchers that
-    /// are no longer attached).
-    fn retire(&self, dir: Option<&Path>) {
-        let Some(dir) = dir else { return };
-        for p in self.kernel.pins(dir).unwrap_or_default() {
-            if let Err(e) = self.kernel.unpin(&p) {
+    /// Removes the pins of every dispatcher of `at` but `keep` (the one
+    /// on the hook): the one just replaced, which frees it and its links,
+    /// and any a crash left (ours, or a libxdp's). Failures only warn.
+    fn sweep(&self, at: &Interface, keep: Option<&Path>) {
+        let prefix = format!("dispatch-{}-", at.ifindex);
+        let stale: Vec<PathBuf> = self
+            .kernel
+            .pins(&self.root)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| {
+                p.parent().is_some_and(|d| {
+                    Some(d) != keep
+                        && d.parent() == Some(self.root.as_path())
+                        && d.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+            })
+            .collect();
+        for p in &stale {
+            if let Err(e) = self.kernel.unpin(p) {
                 tracing::warn!("cannot remove libxdp's old pin: {e}");
             }
+            if let Some(d) = p.parent() {
+                self.kernel.remove_empty_dirs(d);
+            }
         }
-        self.kernel.remove_empty_dirs(dir);
     }
 
     /// Takes our program (extension `ext`) out of the libxdp chain on the
@@ -520,7 +536,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
             .collect();
         if members.is_empty() {
             k.xdp_netlink(&at, None, Some(current.dispatcher), current.mode)?;
-            self.retire(Some(&current.dir));
+            self.sweep(&at, None);
             return Ok(None);
         }
         let ours = self.ours(&at);
@@ -550,7 +566,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
         }
         k.xdp_netlink(&at, Some(&next), Some(current.dispatcher), current.mode)?;
         undo.commit();
-        self.retire(Some(&current.dir));
+        self.sweep(&at, Some(&dir));
         if let Err(e) = k.unpin(&next) {
             tracing::warn!("{e}");
         }

@@ -370,3 +370,38 @@ fn a_hook_with_a_lone_foreign_program_is_not_libxdps() {
         Some(&4242)
     );
 }
+
+#[test]
+fn a_change_sweeps_dispatcher_directories_a_crash_left() {
+    let rig = Rig::new();
+    let (_, theirs) = libxdp_chain(&rig.fake, 2, &[(0, "a", 10)]);
+    // A dispatcher directory of this interface whose dispatcher is on no
+    // hook (a crash between its pins and the swap), and another
+    // interface's, which stays.
+    let stale = Path::new(ROOT).join(format!("dispatch-{IFINDEX}-555"));
+    let other = Path::new(ROOT).join("dispatch-3-556");
+    {
+        let mut w = rig.fake.world();
+        for d in [&stale, &other] {
+            w.dirs.insert(d.clone());
+            w.pins.insert(
+                d.join("prog0-prog"),
+                Obj::Extension {
+                    id: theirs[0],
+                    name: "a".into(),
+                },
+            );
+        }
+    }
+    let l = loader(&rig);
+    let id = rig.load(&l, "xdp_counter.bpfel.o")[0].id;
+    l.attach(id, &xdp_libxdp(50, false), object).expect("join");
+    let (now, _, _) = on_hook(&rig.fake).expect("a dispatcher");
+    assert_eq!(
+        libxdp_dirs(&rig.fake),
+        vec![
+            other,
+            Path::new(ROOT).join(format!("dispatch-{IFINDEX}-{now}"))
+        ]
+    );
+}
