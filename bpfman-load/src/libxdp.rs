@@ -317,6 +317,17 @@ impl<'a, K: Kernel> Shared<'a, K> {
                 place(&at)
             ),
         };
+        if let Some(c) = &current
+            && req.xdp_mode != XdpMode::Default
+            && req.xdp_mode != c.mode
+        {
+            bail!(
+                "the libxdp dispatcher on {} runs in {} mode; a program joins it in that mode (drop --mode {}, or unload its programs to change the mode)",
+                place(&at),
+                c.mode.name(),
+                req.xdp_mode.name()
+            );
+        }
         let version = current
             .as_ref()
             .map_or(req.libxdp.unwrap_or(2), |c| c.config.dispatcher_version);
@@ -575,43 +586,76 @@ impl<'a, K: Kernel> Shared<'a, K> {
 
     /// Our programs' places in libxdp chains, checked against the
     /// kernel: an extension no longer in its interface's chain (removed
-    /// by another tool, or the interface went) is reported and forgotten,
-    /// never put back. Returns what it found.
+    /// by another tool, or by a change of ours that a crash interrupted)
+    /// is reported and forgotten, never put back. Dispatcher directories
+    /// a crash left on those interfaces are removed. Returns what it found.
     pub fn reconcile(&self) -> Result<Vec<String>> {
         let k = self.kernel;
+        let records = self.state.all()?;
+        let mut places: Vec<Interface> = Vec::new();
+        for a in records
+            .iter()
+            .flat_map(|r| r.links.iter().filter_map(attachment))
+        {
+            let at = Interface {
+                name: a.interface.clone(),
+                ifindex: a.ifindex,
+                netns: a.netns.clone(),
+            };
+            if !places.contains(&at) {
+                places.push(at);
+            }
+        }
+        if places.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _lock = k.lock_dir(&self.root)?;
         let mut notes = Vec::new();
-        for mut r in self.state.all()? {
-            let before = r.links.len();
+        // Per interface: the extensions in its chain, or why it is unknown.
+        let mut chains = Vec::new();
+        for at in &places {
+            let members = match self.find(at) {
+                Ok(Found::Libxdp(c)) => {
+                    self.sweep(at, Some(&c.dir));
+                    Ok(c.members.iter().map(|m| m.id).collect::<Vec<_>>())
+                }
+                Ok(_) => {
+                    self.sweep(at, None);
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(e),
+            };
+            chains.push((at, members));
+        }
+        for mut r in records {
             let mut gone = Vec::new();
             r.links.retain(|l| {
-                let Attachment::Libxdp(a) = &l.attachment else {
+                let Some(a) = attachment(l) else { return true };
+                let Some((at, members)) = chains
+                    .iter()
+                    .find(|(at, _)| at.ifindex == a.ifindex && at.netns == a.netns)
+                else {
                     return true;
                 };
-                let at = Interface {
-                    name: a.interface.clone(),
-                    ifindex: a.ifindex,
-                    netns: a.netns.clone(),
-                };
-                let present = match self.find(&at) {
-                    Ok(Found::Libxdp(c)) => c.members.iter().any(|m| m.id == l.id),
-                    Ok(_) => false,
+                match members {
+                    Ok(ids) if ids.contains(&l.id) => true,
+                    Ok(_) => {
+                        gone.push((l.clone(), place(at)));
+                        false
+                    }
                     // Unreadable now (a foreign dispatcher, a version we do
                     // not speak): keep the record, say so.
                     Err(e) => {
                         notes.push(format!(
                             "cannot check program {}'s place in the libxdp chain on {}: {e:#}",
                             r.id,
-                            place(&at)
+                            place(at)
                         ));
                         true
                     }
-                };
-                if !present {
-                    gone.push((l.clone(), place(&at)));
                 }
-                present
             });
-            if r.links.len() == before {
+            if gone.is_empty() {
                 continue;
             }
             self.state.put(std::slice::from_ref(&r))?;
@@ -620,7 +664,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
                     tracing::warn!("{e}");
                 }
                 notes.push(format!(
-                    "program {} ({}) was removed from the libxdp dispatcher on {iface} by another tool (xdp-loader?); its attachment {} is forgotten, not restored (the program stays loaded; attach it again to put it back)",
+                    "program {} ({}) is no longer in the libxdp dispatcher on {iface}: another tool removed it (xdp-loader unload?), or a change of ours was interrupted; its attachment {} is forgotten, not restored (the program stays loaded; attach it again to put it back)",
                     r.id, r.name, l.id
                 ));
             }

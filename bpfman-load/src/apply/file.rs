@@ -719,6 +719,26 @@ tracepoint = "syscalls/sys_enter_openat"
     }
 
     #[test]
+    fn an_xdp_attachment_may_share_the_hook_with_libxdp() {
+        let d = parse(
+            "[deployment.a]\nimage = \"x/y:1\"\n[[deployment.a.attach]]\nhook = \"xdp\"\niface = \"eth0\"\nlibxdp = true\nlibxdp-version = 3\n",
+        )
+        .expect("valid");
+        let req = d.get("a").expect("a").attach[0]
+            .request(|_| Ok(1))
+            .expect("request");
+        let AttachRequest::Xdp(x) = req else {
+            panic!("{req:?}")
+        };
+        assert!(x.libxdp);
+        assert_eq!(x.libxdp_version, 3);
+        let e = err(
+            "[deployment.a]\nimage = \"x/y:1\"\n[[deployment.a.attach]]\nhook = \"xdp\"\niface = \"eth0\"\nlibxdp = true\nlibxdp-version = 4\n",
+        );
+        assert!(e.contains("libxdp-version"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         let e = err(
             "[deployment.a]\nimage = \"x/y:1\"\n[[deployment.a.attach]]\nhook = \"xdp\"\nifac = \"eth0\"\n",

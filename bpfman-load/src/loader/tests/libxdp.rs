@@ -328,7 +328,7 @@ fn a_program_another_tool_removed_is_reported_not_put_back() {
         report
             .dispatchers
             .iter()
-            .any(|n| n.contains("removed from the libxdp dispatcher")),
+            .any(|n| n.contains("no longer in the libxdp dispatcher")),
         "{report:?}"
     );
     let after = on_hook(&rig.fake).expect("theirs");
@@ -404,4 +404,77 @@ fn a_change_sweeps_dispatcher_directories_a_crash_left() {
             Path::new(ROOT).join(format!("dispatch-{IFINDEX}-{now}"))
         ]
     );
+}
+
+/// After a crash at any step of a join or a leave and the next run's
+/// reconciliation: libxdp's chain runs (theirs always in it), our record
+/// says we are in it exactly when we are, none of our pins is unclaimed,
+/// and only the dispatcher on the hook keeps a directory.
+#[test]
+fn a_crash_at_any_step_of_a_join_or_leave_ends_consistent() {
+    for leaving in [false, true] {
+        let mut n = 1;
+        loop {
+            let rig = Rig::new();
+            let (_, theirs) = libxdp_chain(&rig.fake, 2, &[(0, "a", 10)]);
+            let l = loader(&rig);
+            let id = rig.load(&l, "xdp_counter.bpfel.o")[0].id;
+            let joined = if leaving {
+                Some(l.attach(id, &xdp_libxdp(50, false), object).expect("join"))
+            } else {
+                None
+            };
+            let dying = loader(&rig);
+            rig.fake.fail_at(n, Failure::Crash);
+            let out = catch_unwind(AssertUnwindSafe(|| match &joined {
+                Some(link) => dying.detach(link.id).map(drop),
+                None => dying.attach(id, &xdp_libxdp(50, false), object).map(drop),
+            }));
+            rig.fake.revive();
+            let crashed = match out {
+                Ok(r) => {
+                    r.expect("no crash: it succeeds");
+                    false
+                }
+                Err(p) => {
+                    assert!(p.downcast_ref::<Crash>().is_some(), "a real panic");
+                    true
+                }
+            };
+            let l = loader(&rig);
+            l.reconcile().expect("reconcile");
+            let (hook, _, slots) = on_hook(&rig.fake).expect("libxdp's chain runs");
+            assert!(slots.contains(&theirs[0]), "n={n} leaving={leaving}");
+            let links = l.record(id).expect("record").links;
+            let ours_in = slots.iter().any(|s| *s != theirs[0]);
+            assert_eq!(
+                links.len(),
+                usize::from(ours_in),
+                "n={n} leaving={leaving}: {links:?} vs {slots:?}"
+            );
+            if let Some(link) = links.first() {
+                assert!(slots.contains(&link.id));
+            }
+            rig.assert_consistent(&l);
+            // The next change leaves one directory: the hook's.
+            if ours_in {
+                l.detach(links[0].id).expect("detach");
+            } else {
+                l.attach(id, &xdp_libxdp(50, false), object)
+                    .expect("attach");
+            }
+            let (hook2, _, _) = on_hook(&rig.fake).expect("libxdp's chain runs");
+            assert_ne!(hook2, hook);
+            assert_eq!(
+                libxdp_dirs(&rig.fake),
+                vec![Path::new(ROOT).join(format!("dispatch-{IFINDEX}-{hook2}"))],
+                "n={n} leaving={leaving}"
+            );
+            if !crashed {
+                break;
+            }
+            n += 1;
+        }
+        assert!(n > 5, "leaving={leaving}: only {n} steps");
+    }
 }
