@@ -275,6 +275,43 @@ fn no_object(r: &ProgramRecord) -> Result<Vec<u8>> {
     bail!("program {} has no extension to re-attach", r.id)
 }
 
+/// Loads `j`'s program as an extension of slot `i` of `dispatcher`, with
+/// its recorded globals and its maps shared, pinned at `ext` and attached
+/// by a link pinned at `link`. A kernel that refuses freplace gets an
+/// error saying what works instead.
+pub(crate) fn load_extension<K: Kernel>(
+    k: &K,
+    hook: ChainHook,
+    j: Joining<'_>,
+    dispatcher: &Path,
+    i: usize,
+    ext: &Path,
+    link: &Path,
+) -> Result<crate::kernel::ProgramId> {
+    let bytes = sections::for_aya(j.object, &[j.record.name.as_str()])
+        .context("cannot prepare the object for aya")?;
+    let globals = j
+        .record
+        .globals
+        .iter()
+        .map(|g| parse_global(g))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("program {}'s recorded globals: {e}", j.record.id))?;
+    let maps: Vec<(String, PathBuf)> = j
+        .record
+        .maps
+        .iter()
+        .map(|m| (m.name.clone(), m.pin.clone()))
+        .collect();
+    let spec = ExtensionSpec {
+        bytes: &bytes,
+        name: &j.record.name,
+        globals: &globals,
+        maps: &maps,
+    };
+    Ok(k.load_extension(hook, &spec, dispatcher, i, ext, link)?)
+}
+
 /// The dispatcher chains of one state root.
 #[derive(Debug)]
 pub struct Chain<'a, K: Kernel> {
@@ -571,7 +608,7 @@ impl<'a, K: Kernel> Chain<'a, K> {
                         }
                     }
                 };
-                let ext = self.load_extension(hook, j, &program, i, &slot.ext, &link)?;
+                let ext = load_extension(k, hook, j, &program, i, &slot.ext, &link)?.id;
                 undo.pin(&slot.ext);
                 slot.ext_id = ext;
                 if slot.link_id == 0 {
@@ -591,45 +628,6 @@ impl<'a, K: Kernel> Chain<'a, K> {
             retiring,
             ..current.clone()
         })
-    }
-
-    /// Loads `j`'s program as an extension of slot `i` of `dispatcher`,
-    /// with its recorded globals and its maps shared, pinned at `ext` and
-    /// attached by a link pinned at `link`. Returns the extension's id.
-    fn load_extension(
-        &self,
-        hook: ChainHook,
-        j: Joining<'_>,
-        dispatcher: &Path,
-        i: usize,
-        ext: &Path,
-        link: &Path,
-    ) -> Result<u32> {
-        let bytes = sections::for_aya(j.object, &[j.record.name.as_str()])
-            .context("cannot prepare the object for aya")?;
-        let globals = j
-            .record
-            .globals
-            .iter()
-            .map(|g| parse_global(g))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow!("program {}'s recorded globals: {e}", j.record.id))?;
-        let maps: Vec<(String, PathBuf)> = j
-            .record
-            .maps
-            .iter()
-            .map(|m| (m.name.clone(), m.pin.clone()))
-            .collect();
-        let spec = ExtensionSpec {
-            bytes: &bytes,
-            name: &j.record.name,
-            globals: &globals,
-            maps: &maps,
-        };
-        Ok(self
-            .kernel
-            .load_extension(hook, &spec, dispatcher, i, ext, link)?
-            .id)
     }
 
     /// The program records with their link to this dispatcher as `d` has

@@ -25,11 +25,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::bpffs::{self, Bpffs};
-use crate::chain::{ChainRequest, Joining, run_config};
+use crate::chain::{ChainRequest, Joining, load_extension, run_config};
 use crate::dispatcher::{self, ChainHook, Config, DEFAULT_PRIORITY, SLOTS, XDP_MAGIC};
-use crate::kernel::{ExtensionSpec, Interface, Kernel, ProgramView, Undo, XdpMode, fault};
-use crate::loader::parse_global;
-use crate::sections;
+use crate::kernel::{Interface, Kernel, KernelError, ProgramView, Undo, XdpMode, fault};
 use crate::state::{Attachment, LinkRecord, State};
 
 pub use crate::attach::xdp::LibxdpAttachment;
@@ -351,6 +349,9 @@ impl<'a, K: Kernel> Shared<'a, K> {
         let record = joining.record;
         let (own_priority, own_actions) = run_config(ChainHook::Xdp, joining.object, &record.name);
         let priority = req.priority.or(own_priority).unwrap_or(DEFAULT_PRIORITY);
+        let Ok(run_prio) = u32::try_from(priority) else {
+            bail!("priority {priority}: libxdp's run priorities are 0 and up");
+        };
         let proceed_on = req
             .proceed_on
             .or(own_actions)
@@ -359,7 +360,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
         members.push(Member {
             id: 0,
             name: record.name.clone(),
-            priority: priority as u32,
+            priority: run_prio,
             proceed_on,
             flags: 0,
             pin: PathBuf::new(),
@@ -386,34 +387,17 @@ impl<'a, K: Kernel> Shared<'a, K> {
             let link = dir.join(format!("prog{i}-link"));
             let prog = dir.join(format!("prog{i}-prog"));
             if m.ours {
-                let spec_bytes = sections::for_aya(joining.object, &[record.name.as_str()])
-                    .context("cannot prepare the object for aya")?;
-                let globals = record
-                    .globals
-                    .iter()
-                    .map(|g| parse_global(g))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| anyhow!("program {}'s recorded globals: {e}", record.id))?;
-                let maps: Vec<(String, PathBuf)> = record
-                    .maps
-                    .iter()
-                    .map(|m| (m.name.clone(), m.pin.clone()))
-                    .collect();
-                let spec = ExtensionSpec {
-                    bytes: &spec_bytes,
-                    name: &record.name,
-                    globals: &globals,
-                    maps: &maps,
-                };
                 // Our pin is made after the id is known; load under a
                 // fixed name first.
                 let own = ours.join("joining");
                 k.unpin(&own)?;
-                let id = k
-                    .load_extension(ChainHook::Xdp, &spec, &next, i, &own, &link)
-                    .map_err(|e| match e.not_supported() {
-                        Some(_) => anyhow!(e.instead(ChainHook::Xdp.without_freplace())),
-                        None => anyhow!(e),
+                let id = load_extension(k, ChainHook::Xdp, joining, &next, i, &own, &link)
+                    .map_err(|e| match e.downcast::<KernelError>() {
+                        Ok(k) if k.not_supported().is_some() => {
+                            anyhow!(k.instead(ChainHook::Xdp.without_freplace()))
+                        }
+                        Ok(k) => anyhow!(k),
+                        Err(e) => e,
                     })?;
                 undo.pin(&own);
                 undo.pin(&link);
