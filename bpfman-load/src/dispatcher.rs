@@ -505,6 +505,24 @@ mod tests {
         }
     }
 
+    /// `struct dispatcher_config` as an object's BTF lays it out: each
+    /// member's name, offset and size.
+    fn c_layout(obj: &[u8]) -> Vec<(String, usize, usize)> {
+        let file = object::File::parse(obj).expect("elf");
+        let btf = file
+            .section_by_name(".BTF")
+            .expect(".BTF")
+            .data()
+            .expect("data");
+        let btf = Btf::parse(btf, Endianness::host()).expect("btf");
+        btf.struct_layout("dispatcher_config")
+            .expect("btf")
+            .expect("struct dispatcher_config")
+            .iter()
+            .map(|m| (m.name.clone(), m.offset as usize, m.size as usize))
+            .collect()
+    }
+
     /// The Rust encoding matches `struct dispatcher_config` of
     /// bpf/dispatcher.h field by field, as the compiled dispatchers' BTF
     /// describes it, in both objects.
@@ -514,21 +532,7 @@ mod tests {
             (ChainHook::Xdp, XDP_OBJECT),
             (ChainHook::TcIngress, TC_OBJECT),
         ] {
-            let file = object::File::parse(obj).expect("elf");
-            let btf = file
-                .section_by_name(".BTF")
-                .expect(".BTF")
-                .data()
-                .expect("data");
-            let btf = Btf::parse(btf, Endianness::host()).expect("btf");
-            let layout = btf
-                .struct_layout("dispatcher_config")
-                .expect("btf")
-                .expect("struct dispatcher_config");
-            let c: Vec<(String, usize, usize)> = layout
-                .iter()
-                .map(|m| (m.name.clone(), m.offset as usize, m.size as usize))
-                .collect();
+            let c = c_layout(obj);
             let rust: Vec<(String, usize, usize)> = Config::FIELDS
                 .iter()
                 .map(|(n, o, s)| ((*n).to_string(), *o, *s))
@@ -557,21 +561,7 @@ mod tests {
 
     #[test]
     fn the_v3_build_has_libxdps_v3_layout_and_round_trips() {
-        let file = object::File::parse(XDP_V3_OBJECT).expect("elf");
-        let btf = file
-            .section_by_name(".BTF")
-            .expect(".BTF")
-            .data()
-            .expect("data");
-        let btf = Btf::parse(btf, Endianness::host()).expect("btf");
-        let layout = btf
-            .struct_layout("dispatcher_config")
-            .expect("btf")
-            .expect("struct dispatcher_config");
-        let c: Vec<(String, usize, usize)> = layout
-            .iter()
-            .map(|m| (m.name.clone(), m.offset as usize, m.size as usize))
-            .collect();
+        let c = c_layout(XDP_V3_OBJECT);
         let mut rust: Vec<(String, usize, usize)> = Config::FIELDS
             .iter()
             .map(|(n, o, s)| ((*n).to_string(), *o, *s))

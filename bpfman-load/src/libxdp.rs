@@ -370,18 +370,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
         let mode = current.as_ref().map_or(req.xdp_mode, |c| c.mode);
 
         let mut undo = Undo::new(k);
-        k.create_dir(&ours)?;
-        undo.dir(&ours);
-        let next = ours.join("next");
-        k.unpin(&next)?;
-        let cfg = config(version, &members).encode();
-        let loaded = k.load_dispatcher(ChainHook::Xdp, &cfg, &next)?;
-        undo.pin(&next);
-        let dir = self
-            .root
-            .join(format!("dispatch-{}-{}", at.ifindex, loaded.id));
-        k.create_dir(&dir)?;
-        undo.tree(&dir);
+        let (next, dir) = self.stage(&at, version, &members, &mut undo)?;
         let mut ext = None;
         for (i, m) in members.iter_mut().enumerate() {
             let link = dir.join(format!("prog{i}-link"));
@@ -467,6 +456,34 @@ impl<'a, K: Kernel> Shared<'a, K> {
         Ok(link)
     }
 
+    /// Loads the next dispatcher for `members` at `version`, pinned in our
+    /// directory (`next`) until the hook holds it, and makes its pin
+    /// directory in libxdp's layout; `undo` holds both. Returns the
+    /// dispatcher's pin and that directory.
+    fn stage(
+        &self,
+        at: &Interface,
+        version: u8,
+        members: &[Member],
+        undo: &mut Undo<'_, K>,
+    ) -> Result<(PathBuf, PathBuf)> {
+        let k = self.kernel;
+        let ours = self.ours(at);
+        k.create_dir(&ours)?;
+        undo.dir(&ours);
+        let next = ours.join("next");
+        k.unpin(&next)?;
+        let cfg = config(version, members).encode();
+        let loaded = k.load_dispatcher(ChainHook::Xdp, &cfg, &next)?;
+        undo.pin(&next);
+        let dir = self
+            .root
+            .join(format!("dispatch-{}-{}", at.ifindex, loaded.id));
+        k.create_dir(&dir)?;
+        undo.tree(&dir);
+        Ok((next, dir))
+    }
+
     /// Removes the pins of every dispatcher of `at` but `keep` (the one
     /// on the hook): the one just replaced, which frees it and its links,
     /// and any a crash left (ours, or a libxdp's). Failures only warn.
@@ -534,20 +551,9 @@ impl<'a, K: Kernel> Shared<'a, K> {
             self.sweep(&at, None);
             return Ok(None);
         }
-        let ours = self.ours(&at);
         let mut undo = Undo::new(k);
-        k.create_dir(&ours)?;
-        undo.dir(&ours);
-        let next = ours.join("next");
-        k.unpin(&next)?;
-        let cfg = config(current.config.dispatcher_version, &members).encode();
-        let loaded = k.load_dispatcher(ChainHook::Xdp, &cfg, &next)?;
-        undo.pin(&next);
-        let dir = self
-            .root
-            .join(format!("dispatch-{}-{}", at.ifindex, loaded.id));
-        k.create_dir(&dir)?;
-        undo.tree(&dir);
+        let (next, dir) =
+            self.stage(&at, current.config.dispatcher_version, &members, &mut undo)?;
         for (i, m) in members.iter().enumerate() {
             let link = dir.join(format!("prog{i}-link"));
             k.attach_extension(ChainHook::Xdp, &m.pin, &next, i, &link)

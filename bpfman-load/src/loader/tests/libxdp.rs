@@ -11,18 +11,11 @@ const ROOT: &str = "/bpffs/xdp";
 const IFINDEX: u32 = 7;
 
 fn xdp_libxdp(priority: i32, libxdp: bool) -> AttachRequest {
-    AttachRequest::Xdp(XdpRequest {
-        iface: "veth1".into(),
-        netns: None,
-        mode: XdpMode::Default,
-        exclusive: false,
-        chain: ChainArgs {
-            priority: Some(priority),
-            proceed_on: Vec::new(),
-        },
-        libxdp,
-        libxdp_version: 2,
-    })
+    let mut req = xdp(priority);
+    if let AttachRequest::Xdp(x) = &mut req {
+        x.libxdp = libxdp;
+    }
+    req
 }
 
 fn loader(rig: &Rig) -> Loader<Fake> {
