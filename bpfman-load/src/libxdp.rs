@@ -449,7 +449,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
         fault("libxdp:swapped");
         // The hook holds the new dispatcher; the old one's pins go (which
         // frees it and its links), and our staging pin.
-        self.sweep(&at, Some(&dir));
+        self.retire(current.as_ref().map(|c| c.dir.as_path()));
         if let Err(e) = k.unpin(&next) {
             tracing::warn!("{e}");
         }
@@ -484,33 +484,19 @@ impl<'a, K: Kernel> Shared<'a, K> {
         Ok((next, dir))
     }
 
-    /// Removes the pins of every dispatcher of `at` but `keep` (the one
-    /// on the hook): the one just replaced, which frees it and its links,
-    /// and any a crash left (ours, or a libxdp's). Failures only warn.
-    fn sweep(&self, at: &Interface, keep: Option<&Path>) {
-        let prefix = format!("dispatch-{}-", at.ifindex);
-        let stale: Vec<PathBuf> = self
-            .kernel
-            .pins(&self.root)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| {
-                p.parent().is_some_and(|d| {
-                    Some(d) != keep
-                        && d.parent() == Some(self.root.as_path())
-                        && d.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                })
-            })
-            .collect();
-        for p in &stale {
-            if let Err(e) = self.kernel.unpin(p) {
+    /// Removes the pins of the dispatcher that was on the hook before a
+    /// change (`dir`), which frees it and its links. Only that directory:
+    /// libxdp's directories name the interface by index alone, so another
+    /// `dispatch-<ifindex>-*` may be a live dispatcher in another network
+    /// namespace. Failures only warn.
+    fn retire(&self, dir: Option<&Path>) {
+        let Some(dir) = dir else { return };
+        for p in self.kernel.pins(dir).unwrap_or_default() {
+            if let Err(e) = self.kernel.unpin(&p) {
                 tracing::warn!("cannot remove libxdp's old pin: {e}");
             }
-            if let Some(d) = p.parent() {
-                self.kernel.remove_empty_dirs(d);
-            }
         }
+        self.kernel.remove_empty_dirs(dir);
     }
 
     /// Takes our program (extension `ext`) out of the libxdp chain on the
@@ -548,7 +534,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
             .collect();
         if members.is_empty() {
             k.xdp_netlink(&at, None, Some(current.dispatcher), current.mode)?;
-            self.sweep(&at, None);
+            self.retire(Some(&current.dir));
             return Ok(None);
         }
         let mut undo = Undo::new(k);
@@ -567,7 +553,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
         }
         k.xdp_netlink(&at, Some(&next), Some(current.dispatcher), current.mode)?;
         undo.commit();
-        self.sweep(&at, Some(&dir));
+        self.retire(Some(&current.dir));
         if let Err(e) = k.unpin(&next) {
             tracing::warn!("{e}");
         }
@@ -577,8 +563,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
     /// Our programs' places in libxdp chains, checked against the
     /// kernel: an extension no longer in its interface's chain (removed
     /// by another tool, or by a change of ours that a crash interrupted)
-    /// is reported and forgotten, never put back. Dispatcher directories
-    /// a crash left on those interfaces are removed. Returns what it found.
+    /// is reported and forgotten, never put back. Returns what it found.
     pub fn reconcile(&self) -> Result<Vec<String>> {
         let k = self.kernel;
         let records = self.state.all()?;
@@ -605,14 +590,8 @@ impl<'a, K: Kernel> Shared<'a, K> {
         let mut chains = Vec::new();
         for at in &places {
             let members = match self.find(at) {
-                Ok(Found::Libxdp(c)) => {
-                    self.sweep(at, Some(&c.dir));
-                    Ok(c.members.iter().map(|m| m.id).collect::<Vec<_>>())
-                }
-                Ok(_) => {
-                    self.sweep(at, None);
-                    Ok(Vec::new())
-                }
+                Ok(Found::Libxdp(c)) => Ok(c.members.iter().map(|m| m.id).collect::<Vec<_>>()),
+                Ok(_) => Ok(Vec::new()),
                 Err(e) => Err(e),
             };
             chains.push((at, members));

@@ -136,6 +136,13 @@ fn parse_link(payload: &[u8]) -> Result<Option<XdpAttached>, String> {
 fn exchange(request: &[u8], seq: u32) -> io::Result<Vec<u8>> {
     use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType};
     let sock = rustix::net::socket(AddressFamily::NETLINK, SocketType::RAW, None)?;
+    // The kernel answers at once; a reply that never comes is an error,
+    // not a hang.
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(std::time::Duration::from_secs(10)),
+    )?;
     rustix::net::send(&sock, request, SendFlags::empty())?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
