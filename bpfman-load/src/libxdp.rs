@@ -504,11 +504,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
     /// Returns a note when another tool had removed it already.
     pub fn leave(&self, a: &LibxdpAttachment, ext: u32) -> Result<Option<String>> {
         let k = self.kernel;
-        let at = Interface {
-            name: a.interface.clone(),
-            ifindex: a.ifindex,
-            netns: a.netns.clone(),
-        };
+        let at = a.interface();
         let _lock = k.lock_dir(&self.root)?;
         let current = match self.find(&at) {
             Ok(Found::Libxdp(c)) => c,
@@ -572,11 +568,7 @@ impl<'a, K: Kernel> Shared<'a, K> {
             .iter()
             .flat_map(|r| r.links.iter().filter_map(attachment))
         {
-            let at = Interface {
-                name: a.interface.clone(),
-                ifindex: a.ifindex,
-                netns: a.netns.clone(),
-            };
+            let at = a.interface();
             if !places.contains(&at) {
                 places.push(at);
             }
@@ -600,10 +592,8 @@ impl<'a, K: Kernel> Shared<'a, K> {
             let mut gone = Vec::new();
             r.links.retain(|l| {
                 let Some(a) = attachment(l) else { return true };
-                let Some((at, members)) = chains
-                    .iter()
-                    .find(|(at, _)| at.ifindex == a.ifindex && at.netns == a.netns)
-                else {
+                let here = a.interface();
+                let Some((at, members)) = chains.iter().find(|(at, _)| **at == here) else {
                     return true;
                 };
                 match members {

@@ -63,6 +63,17 @@ pub struct LibxdpAttachment {
     pub version: u8,
 }
 
+impl LibxdpAttachment {
+    /// The interface the slot is on, as recorded.
+    pub fn interface(&self) -> Interface {
+        Interface {
+            name: self.interface.clone(),
+            ifindex: self.ifindex,
+            netns: self.netns.clone(),
+        }
+    }
+}
+
 impl fmt::Display for LibxdpAttachment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

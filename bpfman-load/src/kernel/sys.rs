@@ -776,9 +776,7 @@ impl Kernel for Sys {
     }
 
     fn program_view(&self, id: u32) -> Result<ProgramView, KernelError> {
-        let info = aya::programs::loaded_programs()
-            .filter_map(Result::ok)
-            .find(|p| p.id() == id)
+        let info = loaded_program(id)
             .ok_or_else(|| KernelError::call("find program", id.to_string(), "no such program"))?;
         let name = info.name_as_str().unwrap_or_default().to_string();
         let maps = info
@@ -825,9 +823,7 @@ impl Kernel for Sys {
             .transpose()?;
         let old_fd = expected
             .map(|id| {
-                aya::programs::loaded_programs()
-                    .filter_map(Result::ok)
-                    .find(|p| p.id() == id)
+                loaded_program(id)
                     .ok_or_else(|| {
                         KernelError::call(
                             "find the program on the XDP hook of",
@@ -859,6 +855,14 @@ impl Kernel for Sys {
             .map_err(|e| KernelError::fs("lock", dir)(io::Error::from(e)))?;
         Ok(DirLock(Some(file)))
     }
+}
+
+/// The program with id `id`, if it is loaded. aya opens programs by id
+/// only while listing them all.
+fn loaded_program(id: u32) -> Option<aya::programs::ProgramInfo> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
 }
 
 /// The value at key 0 of map `id`, whatever its size.
