@@ -51,7 +51,7 @@ impl Registry {
         let http = build_http(opts, &certs).map_err(|e| RegistryError::Protocol {
             registry: registry.clone(),
             what: "setting up the HTTP client".into(),
-            message: e.to_string(),
+            message: e,
         })?;
         let mut this = Self {
             registry: registry.clone(),

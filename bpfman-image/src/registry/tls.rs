@@ -2,7 +2,7 @@
 //! and the HTTP clients built on them.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::*;
 
@@ -95,16 +95,24 @@ fn platform_roots() -> &'static [Vec<u8>] {
             }
         };
         let mut seen = std::collections::HashSet::new();
+        let mut read = std::collections::HashSet::new();
         let mut roots = Vec::new();
-        let mut add = |path: &Path| match std::fs::read(path) {
-            Ok(pem) => {
-                for der in pem_certificates(&pem) {
-                    if seen.insert(der.clone()) {
-                        roots.push(der);
+        let mut add = |path: &Path| {
+            // A directory's hash links and the bundle beside them name files
+            // already read: each file once.
+            if !read.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.into())) {
+                return;
+            }
+            match std::fs::read(path) {
+                Ok(pem) => {
+                    for der in pem_certificates(&pem) {
+                        if seen.insert(der.clone()) {
+                            roots.push(der);
+                        }
                     }
                 }
+                Err(e) => tracing::warn!("reading CA certificates from {}: {e}", path.display()),
             }
-            Err(e) => tracing::warn!("reading CA certificates from {}: {e}", path.display()),
         };
         if let Some(f) = &file {
             add(f);
@@ -144,14 +152,13 @@ fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
     let text = String::from_utf8_lossy(pem);
     let mut out = Vec::new();
     let mut rest = text.as_ref();
+    let mut b64 = Vec::new();
     while let Some(start) = rest.find(BEGIN) {
         let body = &rest[start + BEGIN.len()..];
         let Some(end) = body.find(END) else { break };
-        let b64: String = body[..end]
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b64) {
+        b64.clear();
+        b64.extend(body[..end].bytes().filter(|c| !c.is_ascii_whitespace()));
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&b64) {
             out.push(der);
         }
         rest = &body[end + END.len()..];
@@ -159,17 +166,27 @@ fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Our HTTP client. It trusts the platform's CAs plus `certs` (the
+/// registry's own, PEM, checked here), and reads the platform's only when
+/// a server first presents a certificate: a plain-HTTP registry, or the
+/// HTTPS probe of a loopback one, never needs them, and reading a
+/// distribution's store is most of a small pull's time.
 pub(super) fn build_http(
     opts: &TransportOptions,
     certs: &[Vec<u8>],
-) -> Result<reqwest::Client, reqwest::Error> {
-    let mut roots = platform_roots()
-        .iter()
-        .map(|der| reqwest::Certificate::from_der(der))
-        .collect::<Result<Vec<_>, _>>()?;
-    for pem in certs {
-        roots.extend(reqwest::Certificate::from_pem_bundle(pem)?);
-    }
+) -> Result<reqwest::Client, String> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let verifier = LazyRoots::new(provider.clone(), certs)?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // What reqwest offers for HTTP/1 (built without HTTP/2).
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(opts.timeout)
@@ -177,8 +194,119 @@ pub(super) fn build_http(
         // Redirects could carry credentials elsewhere; registries need none
         // for manifests.
         .redirect(reqwest::redirect::Policy::none())
-        .tls_certs_only(roots)
+        .tls_backend_preconfigured(tls)
         .build()
+        .map_err(|e| e.to_string())
+}
+
+/// rustls's WebPKI verification against the platform's CAs and the
+/// registry's, with the platform's read on first use (see [`build_http`]).
+/// The handshake signatures need no CAs and are checked at once.
+#[derive(Debug)]
+struct LazyRoots {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    extra: Vec<Vec<u8>>,
+    webpki: OnceLock<Result<Arc<rustls::client::WebPkiServerVerifier>, String>>,
+}
+
+impl LazyRoots {
+    fn new(
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        certs: &[Vec<u8>],
+    ) -> Result<Self, String> {
+        let extra: Vec<Vec<u8>> = certs.iter().flat_map(|pem| pem_certificates(pem)).collect();
+        // The registry's CAs are the operator's: a bad one is an error now,
+        // not at the first HTTPS request.
+        let mut store = rustls::RootCertStore::empty();
+        for der in &extra {
+            store
+                .add(der.as_slice().into())
+                .map_err(|e| format!("a CA certificate given for the registry is unusable: {e}"))?;
+        }
+        Ok(Self {
+            provider,
+            extra,
+            webpki: OnceLock::new(),
+        })
+    }
+
+    fn webpki(&self) -> Result<&rustls::client::WebPkiServerVerifier, rustls::Error> {
+        let built = self.webpki.get_or_init(|| {
+            let mut store = rustls::RootCertStore::empty();
+            // As rustls-native-certs' users do: a platform CA that is not a
+            // usable trust anchor is left out, not fatal.
+            store.add_parsable_certificates(
+                platform_roots()
+                    .iter()
+                    .chain(&self.extra)
+                    .map(|der| der.as_slice().into()),
+            );
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(store),
+                self.provider.clone(),
+            )
+            .build()
+            .map_err(|e| {
+                format!("no usable CA certificates ({e}): give the registry's CA with --ca-file or certs.d")
+            })
+        });
+        built
+            .as_deref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for LazyRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.webpki()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 pub(super) const USER_AGENT: &str = concat!("bpfman-image/", env!("CARGO_PKG_VERSION"));
@@ -233,6 +361,19 @@ mod tests {
             .filter_map(Result::ok)
             .map(|c| c.to_vec())
             .collect()
+    }
+
+    #[test]
+    fn a_registry_ca_that_is_no_certificate_is_refused_before_any_request() {
+        install_crypto_provider();
+        let pem =
+            b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let err = build_http(&TransportOptions::default(), &[pem.to_vec()]).expect_err("refused");
+        assert!(
+            err.contains("CA certificate given for the registry is unusable"),
+            "{err}"
+        );
+        build_http(&TransportOptions::default(), &[]).expect("no extra CAs");
     }
 
     #[test]
