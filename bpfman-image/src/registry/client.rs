@@ -63,6 +63,7 @@ impl Registry {
             auth,
             creds_source,
             tokens: Mutex::new(HashMap::new()),
+            documents: Mutex::new(HashMap::new()),
             attempts: opts.attempts.max(1),
             retry_delay: opts.retry_delay,
             certs_hint,
@@ -70,23 +71,35 @@ impl Registry {
             locations: opts.blob_locations.clone(),
             stats: Stats::default(),
         };
+        // `/v2/`'s answer on the scheme chosen, when the probe got one.
+        let mut v2 = None;
         if listed {
             this.scheme = "http";
-        } else if is_loopback(&host) && this.speaks_plain_http().await? {
-            tracing::info!(registry = %registry, "loopback registry speaks plain HTTP; using it");
-            this.scheme = "http";
+        } else if is_loopback(&host) {
+            let (plain, status) = this.probe_scheme().await?;
+            if plain {
+                tracing::info!(registry = %registry, "loopback registry speaks plain HTTP; using it");
+                this.scheme = "http";
+            }
+            v2 = Some(status);
         }
         if this.auth == RegistryAuth::Anonymous {
             // An open registry needs no auth dance. Skipping it matters:
             // oci-client, holding no token, would otherwise ask `/v2/` for
             // a challenge again before every request.
-            let url = format!("{}://{}/v2/", this.scheme, api_host(&registry));
-            this.open = this
-                .http
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().as_u16() == 200);
+            let status = match v2 {
+                Some(s) => Some(s),
+                None => {
+                    let url = format!("{}://{}/v2/", this.scheme, api_host(&registry));
+                    this.http
+                        .get(url)
+                        .send()
+                        .await
+                        .ok()
+                        .map(|r| r.status().as_u16())
+                }
+            };
+            this.open = status == Some(200);
         }
         Ok(this)
     }
@@ -106,7 +119,8 @@ impl Registry {
     /// For loopback registries: HTTPS if it answers, else HTTP if *that*
     /// answers like a registry (200 or 401 on `/v2/`). A TLS error from a
     /// server that does not answer plain HTTP like a registry is reported.
-    pub(super) async fn speaks_plain_http(&self) -> Result<bool, RegistryError> {
+    /// Returns whether it is plain HTTP, and `/v2/`'s status there.
+    pub(super) async fn probe_scheme(&self) -> Result<(bool, u16), RegistryError> {
         let base = "/v2/";
         let https = self
             .http
@@ -114,7 +128,7 @@ impl Registry {
             .send()
             .await;
         let tls_error = match https {
-            Ok(_) => return Ok(false),
+            Ok(resp) => return Ok((false, resp.status().as_u16())),
             Err(e) if e.is_timeout() => return Err(self.reqwest_error("/v2/", e)),
             Err(e) => e,
         };
@@ -124,7 +138,9 @@ impl Registry {
             .send()
             .await;
         match http {
-            Ok(resp) if matches!(resp.status().as_u16(), 200 | 401) => Ok(true),
+            Ok(resp) if matches!(resp.status().as_u16(), 200 | 401) => {
+                Ok((true, resp.status().as_u16()))
+            }
             _ => Err(self.reqwest_error("/v2/", tls_error)),
         }
     }
@@ -199,6 +215,17 @@ impl Registry {
             .map(str::to_string)
             .unwrap_or_else(|| r.reference());
         let what = format!("manifest {}:{reference}", r.repository);
+        let expected = reference
+            .parse::<Digest>()
+            .ok()
+            .or_else(|| r.digest.clone());
+        if let Some(d) = &expected
+            && let Some(known) = self
+                .lock_documents()
+                .get(&(r.repository.clone(), d.clone()))
+        {
+            return Ok(known.clone());
+        }
         let token = self.authorize(r, false).await?;
         let path = format!("manifests/{reference}");
         let fetched = self
@@ -206,10 +233,6 @@ impl Registry {
                 self.get_document_once(r, &path, token.as_deref(), &what)
             })
             .await?;
-        let expected = reference
-            .parse::<Digest>()
-            .ok()
-            .or_else(|| r.digest.clone());
         if let Some(expected) = expected
             && expected != fetched.descriptor.digest
         {
@@ -220,7 +243,16 @@ impl Registry {
                 actual: fetched.descriptor.digest,
             });
         }
+        self.lock_documents().insert(
+            (r.repository.clone(), fetched.descriptor.digest.clone()),
+            fetched.clone(),
+        );
         Ok(fetched)
+    }
+
+    fn lock_documents(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Digest), Fetched>> {
+        // A poisoned map of checked documents is still one.
+        self.documents.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Like [`Self::get_manifest`], but a tag or repository that does not

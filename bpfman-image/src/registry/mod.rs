@@ -152,6 +152,10 @@ pub struct Registry {
     /// Bearer tokens from `oci-client`'s auth dance, per repository and
     /// operation, for our own manifest reads.
     tokens: Mutex<HashMap<(String, bool), Option<String>>>,
+    /// Manifests and indexes fetched in this process, digest-checked, by
+    /// repository and digest: a document fetched by tag and then by its
+    /// digest (resolve, then pull) is one request.
+    documents: Mutex<HashMap<(String, bpfman_image_spec::digest::Digest), Fetched>>,
     attempts: u32,
     retry_delay: Duration,
     certs_hint: String,
