@@ -99,11 +99,15 @@ pub async fn pull(
 ) -> Result<ImageRecord, ImageError> {
     let store = ImageStore::open_to_read(r, opts).await?;
     let resolved = store.resolve_as(r).await?;
-    let content = store.fetch(&resolved, &NoProgress).await?;
+    // The image and its signatures (by the digest just resolved) at once.
     let signatures = store.signatures();
-    let (legacy, bad) = signatures.legacy(&content.top.digest).await?;
-    let mut others = bad;
-    others.extend(signatures.bundles(&content.top.digest).await?);
+    let digest = &resolved.top.digest;
+    let (content, (legacy, mut others), bundles) = futures_util::try_join!(
+        async { Ok::<_, ImageError>(store.fetch(&resolved, &NoProgress).await?) },
+        async { Ok(signatures.legacy(digest).await?) },
+        async { Ok(signatures.bundles(digest).await?) },
+    )?;
+    others.extend(bundles);
     Ok(cache.store(&cache_key(r), &identity(r)?, &content, &legacy, &others)?)
 }
 
