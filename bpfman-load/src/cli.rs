@@ -809,7 +809,7 @@ fn list_programs(host: &Host, args: ListArgs) -> Result<()> {
                     p.name,
                     p.kind,
                     p.tag,
-                    if p.ours { "yes" } else { "no" }
+                    p.role.map_or_else(|| "no".to_string(), |r| r.to_string())
                 )?;
             }
         }

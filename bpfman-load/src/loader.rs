@@ -10,7 +10,7 @@
 //! descriptors. Until the commit, an [`Undo`] guard holds what was pinned
 //! and removes it if anything fails.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -24,12 +24,12 @@ use crate::cache::now;
 use crate::chain::{Chain, Joining};
 use crate::dispatcher::{ChainHook, DispatcherRecord};
 use crate::kernel::{
-    Kernel, KernelProgram, LoadedObject, ObjectSpec, ProgramSpec, Sys, Undo, fault,
+    Kernel, KernelProgram, LoadedObject, ObjectSpec, ProgramSpec, Role, Sys, Undo, fault,
 };
 use crate::libxdp::Shared;
 use crate::loadable::Loadable;
 use crate::sections;
-use crate::state::{LinkRecord, MapPin, ProgramRecord, Source, State};
+use crate::state::{Attachment, LinkRecord, MapPin, ProgramRecord, Source, State};
 
 /// What to load from one object.
 #[derive(Debug, Default, Clone)]
@@ -553,10 +553,28 @@ impl<K: Kernel> Loader<K> {
 
     /// Every program in the kernel, marking ours.
     pub fn kernel_programs(&self) -> Result<Vec<KernelProgram>> {
-        let ours: BTreeSet<u32> = self.state.all()?.iter().map(|r| r.id).collect();
+        let mut roles = BTreeMap::new();
+        for r in self.state.all()? {
+            roles.insert(r.id, Role::Program);
+            for l in &r.links {
+                // A slot in libxdp's chain is our extension program's id.
+                if let Attachment::Libxdp(_) = l.attachment {
+                    roles.insert(l.id, Role::Extension { of: r.id });
+                }
+            }
+        }
+        for d in self.state.dispatchers()? {
+            if !d.alone {
+                roles.insert(d.program_id, Role::Dispatcher);
+            }
+            for s in d.slots.iter().filter(|s| s.ext_id != 0) {
+                roles.insert(s.ext_id, Role::Extension { of: s.program });
+            }
+        }
         let mut out = self.kernel.programs()?;
         for p in &mut out {
-            p.ours = ours.contains(&p.id);
+            p.role = roles.get(&p.id).copied();
+            p.ours = p.role.is_some();
         }
         out.sort_by_key(|p| p.id);
         Ok(out)

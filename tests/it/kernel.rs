@@ -407,6 +407,7 @@ fn xdp_exclusive_counts_pings_then_unload_leaves_nothing() {
         .find(|p| p["id"] == *id)
         .expect("in the kernel list");
     assert_eq!(mine["ours"], true);
+    assert_eq!(mine["role"], "program");
     let get = host.run(&["get", &id.to_string()]).ok();
     assert!(get.stdout.contains("xdp veth1"), "{}", get.stdout);
 
@@ -1404,6 +1405,30 @@ fn guest_xdp_dispatcher_runs_programs_in_priority_order() {
         .filter_map(|r| r["links"][0]["attachment"]["priority"].as_i64())
         .collect();
     assert_eq!(order.len(), 2, "{listed:?}");
+    // list --all names the dispatcher and each extension's program.
+    let all = host.run(&["list", "--all", "--output", "json"]).ok();
+    let all: Value = serde_json::from_str(&all.stdout).expect("json");
+    let roles: Vec<(String, Option<u64>)> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|p| p["ours"] == true)
+        .map(|p| {
+            (
+                p["role"].as_str().expect("role").to_string(),
+                p["of"].as_u64(),
+            )
+        })
+        .collect();
+    let count = |role: &str| roles.iter().filter(|r| r.0 == role).count();
+    assert_eq!(
+        (count("program"), count("dispatcher"), count("extension")),
+        (3, 1, 2),
+        "{roles:?}"
+    );
+    let ids = |r: &[Value]| r[0]["id"].as_u64();
+    assert!(roles.contains(&("extension".into(), ids(&a))), "{roles:?}");
+    assert!(roles.contains(&("extension".into(), ids(&c))), "{roles:?}");
 
     // The last one out takes the dispatcher with it: the interface is clean.
     host.unload(a.iter().chain(&b).chain(&c));

@@ -445,16 +445,30 @@ impl Kernel for Fake {
             .borrow()
             .pins
             .values()
-            .filter_map(|o| match o {
-                Obj::Program { id, name } | Obj::Extension { id, name } => Some(KernelProgram {
-                    id: *id,
-                    name: name.clone(),
-                    kind: "xdp".into(),
-                    tag: format!("{:016x}", u64::from(*id) * 7),
-                    ours: false,
-                }),
-                _ => None,
+            .filter_map(|o| {
+                let (id, name, kind) = match o {
+                    Obj::Program { id, name } => (*id, name.clone(), "xdp"),
+                    Obj::Extension { id, name } => (*id, name.clone(), "ext"),
+                    Obj::Dispatcher { id, hook, .. } => {
+                        (*id, format!("{}_dispatcher", hook.name()), "xdp")
+                    }
+                    _ => return None,
+                };
+                Some((
+                    id,
+                    KernelProgram {
+                        id,
+                        name,
+                        kind: kind.into(),
+                        tag: format!("{:016x}", u64::from(id) * 7),
+                        ours: false,
+                        role: None,
+                    },
+                ))
             })
+            // Pinned twice is still one program.
+            .collect::<BTreeMap<_, _>>()
+            .into_values()
             .collect())
     }
 

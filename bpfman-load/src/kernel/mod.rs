@@ -72,7 +72,34 @@ pub struct KernelProgram {
     #[serde(rename = "type")]
     pub kind: String,
     pub tag: String,
+    /// Ours in any role.
     pub ours: bool,
+    /// What it is to us, when ours.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// What a kernel program of ours is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Role {
+    /// A program we loaded: `get` shows its record.
+    Program,
+    /// The dispatcher in front of one of our chains.
+    Dispatcher,
+    /// One of our programs loaded again as an extension, to run in a
+    /// dispatcher's slot (ours or libxdp's).
+    Extension { of: u32 },
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Program => f.write_str("yes"),
+            Self::Dispatcher => f.write_str("dispatcher"),
+            Self::Extension { of } => write!(f, "extension of {of}"),
+        }
+    }
 }
 
 /// One object to load: its bytes (sections already named for aya), the

@@ -448,6 +448,7 @@ impl Kernel for Sys {
                     .to_lowercase(),
                 tag: format!("{:016x}", info.tag()),
                 ours: false,
+                role: None,
             });
         }
         Ok(out)

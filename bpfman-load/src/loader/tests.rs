@@ -966,3 +966,27 @@ fn dispatcher_records_in_the_older_flat_layout_still_read() {
 }
 
 mod libxdp;
+
+#[test]
+fn list_all_names_our_dispatchers_and_extensions() {
+    let rig = Rig::new();
+    let (ids, d) = chain_of_two(&rig);
+    let l = rig.loader();
+    let roles: BTreeMap<u32, Option<Role>> = l
+        .kernel_programs()
+        .expect("programs")
+        .into_iter()
+        .map(|p| {
+            assert_eq!(p.ours, p.role.is_some(), "{p:?}");
+            (p.id, p.role)
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(roles[id], Some(Role::Program));
+    }
+    assert_eq!(roles[&d.program_id], Some(Role::Dispatcher));
+    for s in &d.slots {
+        assert_eq!(roles[&s.ext_id], Some(Role::Extension { of: s.program }));
+    }
+    assert_eq!(roles.len(), ids.len() + 1 + d.slots.len());
+}

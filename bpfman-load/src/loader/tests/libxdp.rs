@@ -204,6 +204,26 @@ fn a_new_chain_in_libxdps_layout_and_the_last_one_out_leaves_the_hook_clean() {
     assert_eq!(config.run_prios[..2], [10, 20]);
     assert_eq!(slots, vec![second.id, first.id]);
     rig.assert_consistent(&l);
+    // `list --all` says which extension is whose.
+    let roles: Vec<_> = l
+        .kernel_programs()
+        .expect("programs")
+        .into_iter()
+        .filter(|p| p.id == first.id || p.id == second.id)
+        .map(|p| (p.id, p.role))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (first.id, Some(Role::Extension { of: recs[0].id })),
+            (
+                second.id,
+                Some(Role::Extension {
+                    of: second_rec[0].id
+                })
+            ),
+        ]
+    );
 
     l.unload(second_rec[0].id).expect("unload");
     l.detach(first.id).expect("detach");
