@@ -194,6 +194,19 @@ fn build_push_tag_and_copy_between_repositories() {
     .ok();
     let v: Value = serde_json::from_str(&stable.stdout).expect("json");
     assert_eq!(v["digest"], digest.as_str());
+    // A tag that names another image is not moved from a pinned
+    // reference either, without --force.
+    image(&[
+        "build",
+        "--object",
+        &obj("amd64", "xdp_pass.bpfel.o"),
+        "--push",
+        &reg.repo("ebpf/single:other"),
+    ])
+    .ok();
+    let pinned = format!("{}@{digest}", reg.repo("ebpf/single"));
+    image(&["tag", &pinned, "other"]).fails_with("pass --force");
+    image(&["tag", "--force", &pinned, "other"]).ok();
 
     // copy registry -> registry (another repository) -> layout.
     let copied = image(&[

@@ -204,8 +204,10 @@ impl Registry {
     }
 
     /// Fetches the manifest or index `reference` (a tag or digest; `None`
-    /// for `r`'s own) with the body bounded by [`MAX_DOCUMENT_SIZE`]. The
-    /// digest is computed here; if `r` is pinned, it must match.
+    /// for `r`'s own, its digest if pinned) with the body bounded by
+    /// [`MAX_DOCUMENT_SIZE`]. The digest is computed here; a document asked
+    /// for by digest must have it, and one already fetched in this process
+    /// is not asked for again. A tag is always asked for: it may move.
     pub async fn get_manifest(
         &self,
         r: &RegistryRef,
@@ -215,10 +217,7 @@ impl Registry {
             .map(str::to_string)
             .unwrap_or_else(|| r.reference());
         let what = format!("manifest {}:{reference}", r.repository);
-        let expected = reference
-            .parse::<Digest>()
-            .ok()
-            .or_else(|| r.digest.clone());
+        let expected = reference.parse::<Digest>().ok();
         if let Some(d) = &expected
             && let Some(known) = self
                 .lock_documents()
