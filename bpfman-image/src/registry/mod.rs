@@ -1,8 +1,9 @@
-//! The registry transport: one [`Registry`] per registry host, built on
-//! `oci-client` (rustls) for authentication, blob upload (chunked) and
-//! download, and on a bounded manifest reader of our own, because a manifest
-//! must be refused as soon as it passes [`MAX_DOCUMENT_SIZE`], not after it
-//! has been read into memory whole.
+//! The registry transport: one [`Registry`] per registry host. Requests go
+//! through an HTTP client of our own (reqwest, rustls): manifests through a
+//! bounded reader, because a manifest must be refused as soon as it passes
+//! [`MAX_DOCUMENT_SIZE`], not after it has been read into memory whole;
+//! blobs streamed and checked; uploads in as few requests as the registry
+//! allows. `oci-client` does a registry's token dance.
 //!
 //! Guarantees:
 //! - every byte read is checked against the expected size while streaming
