@@ -299,6 +299,17 @@ impl Registry {
         }
     }
 
+    /// Where the distribution API keeps `path` of `r`'s repository:
+    /// `<scheme>://<host>/v2/<repository>/<path>`.
+    pub(super) fn repo_url(&self, r: &RegistryRef, path: &str) -> String {
+        format!(
+            "{}://{}/v2/{}/{path}",
+            self.scheme,
+            api_host(&self.registry),
+            r.repository
+        )
+    }
+
     /// GETs a manifest or index document under `/v2/<repo>/<path>`.
     pub(super) async fn get_document_once(
         &self,
@@ -307,12 +318,7 @@ impl Registry {
         token: Option<&str>,
         what: &str,
     ) -> Result<Fetched, RegistryError> {
-        let url = format!(
-            "{}://{}/v2/{}/{path}",
-            self.scheme,
-            api_host(&self.registry),
-            r.repository
-        );
+        let url = self.repo_url(r, path);
         let mut req = self
             .http
             .get(&url)
@@ -457,13 +463,7 @@ impl Registry {
     ) -> Result<Vec<u8>, RegistryError> {
         const MAX_REDIRECTS: usize = 5;
         progress.start(desc, "pull");
-        let mut url = format!(
-            "{}://{}/v2/{}/blobs/{}",
-            self.scheme,
-            api_host(&self.registry),
-            r.repository,
-            desc.digest
-        );
+        let mut url = self.repo_url(r, &format!("blobs/{}", desc.digest));
         let mut hops = 0;
         let mut resp = loop {
             let mut req = self.http.get(&url);

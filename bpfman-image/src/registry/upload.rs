@@ -55,12 +55,7 @@ impl Registry {
     pub async fn has_blob(&self, r: &RegistryRef, digest: &Digest) -> Result<bool, RegistryError> {
         let token = self.authorize(r, false).await?;
         let what = format!("blob {digest}");
-        let url = format!(
-            "{}://{}/v2/{}/blobs/{digest}",
-            self.scheme,
-            api_host(&self.registry),
-            r.repository
-        );
+        let url = self.repo_url(r, &format!("blobs/{digest}"));
         let found = self
             .retry(&what, || async {
                 let req = self.with_auth(self.http.head(&url), token.as_deref());
@@ -104,10 +99,7 @@ impl Registry {
             .into_iter()
             .take(MOUNT_TRIES)
         {
-            let url = format!(
-                "{base}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
-                r.repository
-            );
+            let url = self.repo_url(r, &format!("blobs/uploads/?mount={digest}&from={from}"));
             let req = self.with_auth(self.http.post(&url).header(CONTENT_LENGTH, 0), token);
             let Ok(resp) = self.send(r, req, what, &[201, 202]).await else {
                 continue;
@@ -221,7 +213,7 @@ impl Registry {
         let (mut location, min_chunk) = match session {
             Some(s) if !s.location.is_empty() => (s.location, s.min_chunk),
             other => {
-                let post = format!("{base}/v2/{}/blobs/uploads/", r.repository);
+                let post = self.repo_url(r, "blobs/uploads/");
                 let req = self.with_auth(self.http.post(&post).header(CONTENT_LENGTH, 0), token);
                 let resp = self.send(r, req, what, &[202]).await?;
                 let min = other.map_or(0, |s| s.min_chunk);
@@ -353,12 +345,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let token = self.authorize(r, true).await?;
         let what = format!("manifest {}:{reference}", r.repository);
-        let url = format!(
-            "{}://{}/v2/{}/manifests/{reference}",
-            self.scheme,
-            api_host(&self.registry),
-            r.repository
-        );
+        let url = self.repo_url(r, &format!("manifests/{reference}"));
         let content_type =
             reqwest::header::HeaderValue::from_str(&desc.media_type).map_err(|_| {
                 RegistryError::NotAManifest {
