@@ -574,7 +574,6 @@ impl<K: Kernel> Loader<K> {
         let mut out = self.kernel.programs()?;
         for p in &mut out {
             p.role = roles.get(&p.id).copied();
-            p.ours = p.role.is_some();
         }
         out.sort_by_key(|p| p.id);
         Ok(out)

@@ -461,7 +461,6 @@ impl Kernel for Fake {
                         name,
                         kind: kind.into(),
                         tag: format!("{:016x}", u64::from(id) * 7),
-                        ours: false,
                         role: None,
                     },
                 ))

@@ -72,11 +72,33 @@ pub struct KernelProgram {
     #[serde(rename = "type")]
     pub kind: String,
     pub tag: String,
-    /// Ours in any role.
-    pub ours: bool,
-    /// What it is to us, when ours.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    /// What it is to us, when ours. Shown as `ours` (true in any role),
+    /// then the role.
+    #[serde(flatten, serialize_with = "ours_and_role")]
     pub role: Option<Role>,
+}
+
+impl KernelProgram {
+    /// Ours, in any role.
+    pub fn ours(&self) -> bool {
+        self.role.is_some()
+    }
+}
+
+fn ours_and_role<S: serde::Serializer>(role: &Option<Role>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct Ours<'a> {
+        ours: bool,
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        role: Option<&'a Role>,
+    }
+    serde::Serialize::serialize(
+        &Ours {
+            ours: role.is_some(),
+            role: role.as_ref(),
+        },
+        s,
+    )
 }
 
 /// What a kernel program of ours is.

@@ -447,7 +447,6 @@ impl Kernel for Sys {
                     .unwrap_or(&raw)
                     .to_lowercase(),
                 tag: format!("{:016x}", info.tag()),
-                ours: false,
                 role: None,
             });
         }
