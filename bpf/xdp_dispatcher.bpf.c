@@ -119,62 +119,53 @@ __attribute__((noinline)) int prog9(struct xdp_md *ctx)
 	return ret;
 }
 
+/*
+ * The proceed-on set of almost every slot: XDP_PASS, with bit 31 as every
+ * slot has it.
+ */
+#define PROCEED_ON_PASS ((1U << XDP_PASS) | (1U << XDP_STUB_RET))
+
+/*
+ * Slot i: the chain stops at a slot not enabled, and after slot i unless
+ * bit `ret` of its chain_call_actions is set (a verdict outside 0..31
+ * stops it). The configuration is a frozen read-only map, so the verifier
+ * knows every value read here: it follows one side of the test of a
+ * slot's actions, and the kernel removes the side never taken, and the
+ * slots past num_progs_enabled, before the JIT. Built for BPF ISA v3
+ * (32-bit compares, no zero-extension), what runs for a slot that proceeds
+ * on XDP_PASS is one compare, the call, one load and one compare of the
+ * verdict; other proceed-on sets keep the bit test.
+ */
+#define SLOT(i)                                                            \
+	do {                                                               \
+		if (n <= (i))                                              \
+			return XDP_PASS;                                   \
+		ret = prog##i(ctx);                                        \
+		if (conf.chain_call_actions[i] == PROCEED_ON_PASS) {       \
+			if (ret != XDP_PASS && ret != XDP_STUB_RET)        \
+				return ret;                                \
+		} else if ((__u32)ret > 31 ||                              \
+			   !((1U << ret) & conf.chain_call_actions[i])) {  \
+			return ret;                                        \
+		}                                                          \
+	} while (0)
+
 SEC("xdp")
 int xdp_dispatcher(struct xdp_md *ctx)
 {
+	__u8 n = conf.num_progs_enabled;
 	int ret;
 
-	if (conf.num_progs_enabled < 1)
-		goto out;
-	ret = prog0(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[0]))
-		return ret;
-	if (conf.num_progs_enabled < 2)
-		goto out;
-	ret = prog1(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[1]))
-		return ret;
-	if (conf.num_progs_enabled < 3)
-		goto out;
-	ret = prog2(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[2]))
-		return ret;
-	if (conf.num_progs_enabled < 4)
-		goto out;
-	ret = prog3(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[3]))
-		return ret;
-	if (conf.num_progs_enabled < 5)
-		goto out;
-	ret = prog4(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[4]))
-		return ret;
-	if (conf.num_progs_enabled < 6)
-		goto out;
-	ret = prog5(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[5]))
-		return ret;
-	if (conf.num_progs_enabled < 7)
-		goto out;
-	ret = prog6(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[6]))
-		return ret;
-	if (conf.num_progs_enabled < 8)
-		goto out;
-	ret = prog7(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[7]))
-		return ret;
-	if (conf.num_progs_enabled < 9)
-		goto out;
-	ret = prog8(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[8]))
-		return ret;
-	if (conf.num_progs_enabled < 10)
-		goto out;
-	ret = prog9(ctx);
-	if (!((1U << ret) & conf.chain_call_actions[9]))
-		return ret;
-out:
+	SLOT(0);
+	SLOT(1);
+	SLOT(2);
+	SLOT(3);
+	SLOT(4);
+	SLOT(5);
+	SLOT(6);
+	SLOT(7);
+	SLOT(8);
+	SLOT(9);
 	return XDP_PASS;
 }
 
