@@ -90,7 +90,7 @@ impl Registry {
             let status = match v2 {
                 Some(s) => Some(s),
                 None => {
-                    let url = format!("{}://{}/v2/", this.scheme, api_host(&registry));
+                    let url = format!("{}/v2/", this.origin());
                     this.http
                         .get(url)
                         .send()
@@ -299,15 +299,15 @@ impl Registry {
         }
     }
 
+    /// `<scheme>://<host>` of this registry's API, the scheme as chosen.
+    pub(super) fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, api_host(&self.registry))
+    }
+
     /// Where the distribution API keeps `path` of `r`'s repository:
     /// `<scheme>://<host>/v2/<repository>/<path>`.
     pub(super) fn repo_url(&self, r: &RegistryRef, path: &str) -> String {
-        format!(
-            "{}://{}/v2/{}/{path}",
-            self.scheme,
-            api_host(&self.registry),
-            r.repository
-        )
+        format!("{}/v2/{}/{path}", self.origin(), r.repository)
     }
 
     /// GETs a manifest or index document under `/v2/<repo>/<path>`.
@@ -542,7 +542,7 @@ impl Registry {
     /// Checks that the credentials work: `GET /v2/` must answer 200.
     pub async fn ping(&self, r: &RegistryRef) -> Result<(), RegistryError> {
         let token = self.authorize(r, false).await?;
-        let url = format!("{}://{}/v2/", self.scheme, api_host(&self.registry));
+        let url = format!("{}/v2/", self.origin());
         self.retry("login", || async {
             let mut req = self.http.get(&url);
             req = self.with_auth(req, token.as_deref());

@@ -93,7 +93,6 @@ impl Registry {
         what: &str,
     ) -> Option<Option<Session>> {
         let l = self.locations.as_ref()?;
-        let base = format!("{}://{}", self.scheme, api_host(&self.registry));
         for from in l
             .known(&self.registry, &digest.to_string(), &r.repository)
             .into_iter()
@@ -110,7 +109,7 @@ impl Registry {
             }
             // Declined (the blob is gone there, or we may not read it):
             // the registry opened an ordinary session instead.
-            let session = self.location(&base, resp.headers(), what).ok()?;
+            let session = self.location(resp.headers(), what).ok()?;
             return Some(Some(Session {
                 location: session,
                 min_chunk: chunk_min_length(resp.headers()),
@@ -209,7 +208,6 @@ impl Registry {
         session: Option<Session>,
         what: &str,
     ) -> Result<Result<(), WantsChunks>, RegistryError> {
-        let base = format!("{}://{}", self.scheme, api_host(&self.registry));
         let (mut location, min_chunk) = match session {
             Some(s) if !s.location.is_empty() => (s.location, s.min_chunk),
             other => {
@@ -218,7 +216,7 @@ impl Registry {
                 let resp = self.send(r, req, what, &[202]).await?;
                 let min = other.map_or(0, |s| s.min_chunk);
                 (
-                    self.location(&base, resp.headers(), what)?,
+                    self.location(resp.headers(), what)?,
                     min.max(chunk_min_length(resp.headers())),
                 )
             }
@@ -236,7 +234,7 @@ impl Registry {
                 if resp.status() != 202 {
                     return wants_chunks();
                 }
-                location = self.location(&base, resp.headers(), what)?;
+                location = self.location(resp.headers(), what)?;
                 bytes::Bytes::new()
             }
             Shape::Chunked => {
@@ -246,7 +244,7 @@ impl Registry {
                     let end = (at + size).min(data.len());
                     let req = self.patch(&location, data.slice(at..end), at, token);
                     let resp = self.send(r, req, what, &[202]).await?;
-                    location = self.location(&base, resp.headers(), what)?;
+                    location = self.location(resp.headers(), what)?;
                     at = end;
                 }
                 bytes::Bytes::new()
@@ -312,12 +310,7 @@ impl Registry {
 
     /// The upload session's next URL, from `Location` (absolute, or a path
     /// on this registry).
-    fn location(
-        &self,
-        base: &str,
-        headers: &HeaderMap,
-        what: &str,
-    ) -> Result<String, RegistryError> {
+    fn location(&self, headers: &HeaderMap, what: &str) -> Result<String, RegistryError> {
         let loc = headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -330,7 +323,7 @@ impl Registry {
             if loc.starts_with("http://") || loc.starts_with("https://") {
                 loc.to_string()
             } else {
-                format!("{base}/{}", loc.trim_start_matches('/'))
+                format!("{}/{}", self.origin(), loc.trim_start_matches('/'))
             },
         )
     }
